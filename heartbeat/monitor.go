@@ -106,10 +106,11 @@ type Timing struct {
 	// neither applies.
 	RTT time.Duration
 	// Delay estimates the one-way delay of the latest heartbeat: RTT/2
-	// plus how much longer the heartbeat took than the fastest recent
-	// one (its queueing delay). Without an RTT it is only the queueing
-	// delay. It uses only differences of each clock, so it is immune to
-	// clock offset.
+	// plus how much longer the heartbeat took than the fastest of the
+	// last 16 to 32 (its queueing delay). Without an RTT it is only the
+	// queueing delay, so a delay that persists for longer than that
+	// window becomes the new normal. It uses only differences of each
+	// clock, so it is immune to clock offset.
 	Delay time.Duration
 	// Jitter is the RFC 3550 inter-arrival jitter of the heartbeats.
 	Jitter time.Duration
@@ -219,6 +220,8 @@ type Monitor struct {
 	// Used only by the Run goroutine's checks.
 	tickCodec *codec
 	out       outbox
+
+	beforeCheck func() // test hook: runs at the start of every check
 }
 
 type member struct {
@@ -897,6 +900,10 @@ func (o *outbox) add(c *codec, to string, m *message) {
 
 // check runs one round: pause guard, detectors, pings and quorum views.
 func (m *Monitor) check(ctx context.Context, now time.Time) {
+	if m.beforeCheck != nil {
+		m.beforeCheck()
+		now = time.Now()
+	}
 	m.mu.Lock()
 	m.out.reset()
 	adj := m.guard.observe(now)

@@ -86,6 +86,25 @@ func (c *cluster) node(addr string, cfg heartbeat.NodeConfig) *nodeHandle {
 	return h
 }
 
+// startNodeOn starts a node on an existing simnet node, sending through
+// wrap (which must embed a transport over nd, or be nil).
+func (c *cluster) startNodeOn(nd *simnet.Node, wrap *stallTransport, cfg heartbeat.NodeConfig) *nodeHandle {
+	c.t.Helper()
+	tr := simtransport.New(nd)
+	var use heartbeat.Transport = tr
+	if wrap != nil {
+		wrap.Transport = tr
+		use = wrap
+	}
+	n, err := heartbeat.NewNode(use, cfg)
+	require.NoError(c.t, err)
+	ctx, cancel := context.WithCancel(c.ctx)
+	h := &nodeHandle{cfg: cfg, n: n, tr: tr, stop: cancel, done: make(chan struct{})}
+	go func() { defer close(h.done); _ = n.Run(ctx) }()
+	c.nodes[cfg.ID] = h
+	return h
+}
+
 // kill stops the node's process: it sends nothing more.
 func (h *nodeHandle) kill() {
 	if h.stop == nil {
@@ -189,3 +208,5 @@ func checkTransitions(t testing.TB, ts []heartbeat.Transition) {
 		last[tr.Peer] = tr.To
 	}
 }
+
+func simTransport(nd *simnet.Node) heartbeat.Transport { return simtransport.New(nd) }
