@@ -139,10 +139,12 @@ func NewPhiAccrual(c PhiAccrualConfig, interval time.Duration) (*PhiAccrual, err
 	}
 	return &PhiAccrual{
 		threshold: c.Threshold,
-		minStd:    ms(c.MinStdDev),
-		pause:     ms(c.AcceptablePause),
-		first:     ms(c.FirstHeartbeatEstimate),
-		hist:      newSamples(c.MaxSamples),
+		// φ = log10(1 + e^z) ≥ threshold  ⇔  z ≥ ln(10^threshold − 1).
+		zT:     math.Log(math.Pow(10, c.Threshold) - 1),
+		minStd: ms(c.MinStdDev),
+		pause:  ms(c.AcceptablePause),
+		first:  ms(c.FirstHeartbeatEstimate),
+		hist:   newSamples(c.MaxSamples),
 	}, nil
 }
 
@@ -159,9 +161,11 @@ func checkThreshold(cfg string, v float64) error {
 // use.
 type PhiAccrual struct {
 	threshold, minStd, pause, first float64 // ms
+	zT                              float64 // z at which φ = threshold
 	last                            time.Time
 	started                         bool
 	hist                            samples
+	mean, std                       float64 // of hist, with pause and floor applied
 }
 
 // Heartbeat records a heartbeat at now. As in Akka, the interval that
@@ -174,32 +178,47 @@ func (p *PhiAccrual) Heartbeat(now time.Time) {
 		sd := p.first / 4
 		p.hist.add(p.first - sd)
 		p.hist.add(p.first + sd)
+		p.refresh()
 		return
 	}
 	d := now.Sub(p.last)
 	if d < 0 {
 		return
 	}
-	if _, suspect := p.Suspicion(now); !suspect {
+	if p.z(ms(d)) < p.zT { // still available: learn the interval
 		p.hist.add(ms(d))
+		p.refresh()
 	}
 	p.last = now
 }
 
-// Suspicion returns φ at now and whether it is at or above the threshold.
-func (p *PhiAccrual) Suspicion(now time.Time) (float64, bool) {
-	f := p.Phi(now)
-	return f, f >= p.threshold
+// refresh caches the distribution's parameters, so that Suspicion, which
+// runs far more often than Heartbeat, needs no square root.
+func (p *PhiAccrual) refresh() {
+	mean, std := p.hist.meanStd()
+	p.mean, p.std = mean+p.pause, max(std, p.minStd)
 }
 
-// Phi returns φ at now: 0 before the first heartbeat, +Inf when the
-// silence is beyond float64 resolution.
-func (p *PhiAccrual) Phi(now time.Time) float64 {
+// z is the exponent of Akka's logistic approximation of the normal CDF:
+// 1 − F(t) = 1 / (1 + e^z).
+func (p *PhiAccrual) z(t float64) float64 {
+	y := (t - p.mean) / p.std
+	return y * (1.5976 + 0.070566*y*y)
+}
+
+// Suspicion returns φ at now and whether it is at or above the threshold.
+func (p *PhiAccrual) Suspicion(now time.Time) (float64, bool) {
 	if !p.started {
-		return 0
+		return 0, false
 	}
-	mean, std := p.hist.meanStd()
-	return phi(ms(now.Sub(p.last)), mean+p.pause, max(std, p.minStd))
+	z := p.z(ms(now.Sub(p.last)))
+	return phiOf(z), z >= p.zT
+}
+
+// Phi returns φ at now, 0 before the first heartbeat.
+func (p *PhiAccrual) Phi(now time.Time) float64 {
+	f, _ := p.Suspicion(now)
+	return f
 }
 
 // Stats returns the mean and standard deviation of the recorded
@@ -209,15 +228,22 @@ func (p *PhiAccrual) Stats() (mean, stdDev time.Duration) {
 	return fromMS(m), fromMS(s)
 }
 
-// phi is Akka's formula: the logistic approximation of the normal
-// distribution's tail, -log10(1 - F(diff)).
+// phi is Akka's φ for a silence of diff given the mean and standard
+// deviation: -log10(1 − F(diff)) with F the logistic approximation of the
+// normal CDF.
 func phi(diff, mean, std float64) float64 {
 	y := (diff - mean) / std
-	e := math.Exp(-y * (1.5976 + 0.070566*y*y))
-	if diff > mean {
-		return -math.Log10(e / (1 + e))
+	return phiOf(y * (1.5976 + 0.070566*y*y))
+}
+
+// phiOf returns log10(1 + e^z), which is Akka's -log10(e/(1+e)) with
+// e = e^-z rewritten to stay finite and exact for every z: Akka's form
+// overflows to +Inf once e underflows, this one keeps growing.
+func phiOf(z float64) float64 {
+	if z > 0 {
+		return (z + math.Log1p(math.Exp(-z))) / math.Ln10
 	}
-	return max(0, -math.Log10(1-1/(1+e))) // max turns -0 into 0
+	return math.Log1p(math.Exp(z)) / math.Ln10
 }
 
 // ExponentialConfig configures Cassandra's variant of φ accrual, which
