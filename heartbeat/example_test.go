@@ -35,6 +35,7 @@ func Example() {
 		Targets:  []string{monTr.LocalAddr()},
 	})
 	nodeCtx, stopNode := context.WithCancel(ctx)
+	defer stopNode()
 	go node.Run(nodeCtx)
 
 	for {

@@ -20,7 +20,6 @@ type cluster struct {
 	t     testing.TB
 	ctx   context.Context
 	net   *simnet.Network
-	wg    sync.WaitGroup
 	mons  map[string]*monHandle
 	nodes map[string]*nodeHandle
 }
