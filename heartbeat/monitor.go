@@ -210,11 +210,8 @@ type Monitor struct {
 	pingSeq uint64
 	round   uint64
 	nextRnd time.Time
-	running bool
-	closed  bool
-	cancel  context.CancelFunc
-	done    chan struct{}
 
+	run runner
 	hub *hub
 
 	// Used only by the Run goroutine's checks.
@@ -444,11 +441,11 @@ func cloneKeys(keys [][]byte) [][]byte {
 // one that stopped. It returns an error wrapping [ErrInvalidPeer],
 // [ErrPeerExists] or [ErrTooManyPeers], or [ErrClosed].
 func (m *Monitor) Add(p Peer) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	if m.run.isClosed() {
 		return ErrClosed
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	return m.addLocked(p, time.Now())
 }
 
@@ -484,11 +481,11 @@ func (m *Monitor) addLocked(p Peer, now time.Time) error {
 // published. It returns an error wrapping [ErrUnknownPeer], or
 // [ErrClosed].
 func (m *Monitor) Remove(id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	if m.run.isClosed() {
 		return ErrClosed
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	p, ok := m.peers[id]
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownPeer, id)
@@ -570,92 +567,47 @@ func (m *Monitor) Stats() Stats {
 // monitor spends not running is taken out of its detectors' clock, so
 // Run may be stopped and started again without convicting anyone.
 func (m *Monitor) Run(ctx context.Context) error {
+	ctx, end, err := m.run.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
 	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return ErrClosed
-	}
-	if m.running {
-		m.mu.Unlock()
-		return ErrRunning
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	m.running, m.cancel, m.done = true, cancel, done
 	m.guard.skip(time.Now())
 	m.mu.Unlock()
 
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // before the Wait: it stops the receiver
 	errc := make(chan error, 1)
-	wg.Go(func() { errc <- m.recvLoop(ctx) })
+	wg.Go(func() { errc <- receive(ctx, m.tr, m.cfg.Keys, m.handle, m.send) })
 	ticker := time.NewTicker(m.cfg.CheckInterval)
-	defer func() {
-		ticker.Stop()
-		cancel()
-		wg.Wait()
-		m.mu.Lock()
-		m.running, m.cancel = false, nil
-		m.mu.Unlock()
-		close(done)
-	}()
+	defer ticker.Stop()
+	who := "monitor " + m.cfg.ID
 	m.check(ctx, time.Now())
 	for {
 		select {
 		case <-ctx.Done():
-			return m.runErr(ctx)
+			return m.run.exit(ctx, who)
 		case err := <-errc:
 			if err == nil || ctx.Err() != nil {
-				return m.runErr(ctx)
+				return m.run.exit(ctx, who)
 			}
-			return fmt.Errorf("heartbeat: monitor %s: %w", m.cfg.ID, err)
+			return fmt.Errorf("heartbeat: %s: %w", who, err)
 		case <-ticker.C:
 			m.check(ctx, time.Now())
 		}
 	}
 }
 
-func (m *Monitor) runErr(ctx context.Context) error {
-	m.mu.Lock()
-	closed := m.closed
-	m.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	return fmt.Errorf("heartbeat: monitor %s: %w", m.cfg.ID, ctx.Err())
-}
-
 // Close stops Run, waits for it to return, and ends every subscription
 // once its queue drains. It does not close the transport. It is
 // idempotent and returns nil.
 func (m *Monitor) Close() error {
-	m.mu.Lock()
-	m.closed = true
-	cancel, done := m.cancel, m.done
-	m.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
+	m.run.close()
 	m.hub.close()
 	return nil
-}
-
-func (m *Monitor) recvLoop(ctx context.Context) error {
-	c := newCodec(m.cfg.Keys)
-	var buf []byte
-	for {
-		p, err := m.tr.Recv(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		if reply, to := m.handle(c, buf[:0], p, time.Now()); len(reply) > 0 {
-			buf = reply
-			m.send(ctx, to, reply)
-		}
-	}
 }
 
 func (m *Monitor) send(ctx context.Context, to string, b []byte) {

@@ -104,11 +104,8 @@ type Node struct {
 	metrics []wireMetric // latest valid diagnostics
 	guard   pauseGuard
 	stats   Stats
-	running bool
-	closed  bool
-	cancel  context.CancelFunc
-	done    chan struct{}
 
+	run runner
 	hub *hub
 }
 
@@ -247,52 +244,46 @@ func (n *Node) Stats() Stats {
 // ctx ends or the node is closed. The first heartbeat goes out at once.
 // It returns as [Monitor.Run] does.
 func (n *Node) Run(ctx context.Context) error {
+	ctx, end, err := n.run.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
 	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return ErrClosed
-	}
-	if n.running {
-		n.mu.Unlock()
-		return ErrRunning
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	n.running, n.cancel, n.done = true, cancel, done
 	n.guard.skip(time.Now())
 	n.mu.Unlock()
 
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // before the Wait: it stops the receiver
 	errc := make(chan error, 1)
-	wg.Go(func() { errc <- n.recvLoop(ctx) })
+	wg.Go(func() {
+		errc <- receive(ctx, n.tr, n.cfg.Keys, func(c *codec, buf []byte, p Packet, now time.Time) ([]byte, string) {
+			return n.handle(c, buf, p, now), p.From
+		}, n.send)
+	})
 	beat := time.NewTimer(0)
+	defer beat.Stop()
 	var checks <-chan time.Time
 	if n.cfg.Ack && len(n.paths) > 0 {
 		t := time.NewTicker(n.cfg.CheckInterval)
 		defer t.Stop()
 		checks = t.C
 	}
-	defer func() {
-		beat.Stop()
-		cancel()
-		wg.Wait()
-		n.mu.Lock()
-		n.running, n.cancel = false, nil
-		n.mu.Unlock()
-		close(done)
-	}()
 	rng := rand.New(rand.NewPCG(n.inc, fnv64(n.cfg.ID)))
 	c := newCodec(n.cfg.Keys)
 	var buf []byte
+	who := "node " + n.cfg.ID
 	for {
 		select {
 		case <-ctx.Done():
-			return n.runErr(ctx)
+			return n.run.exit(ctx, who)
 		case err := <-errc:
 			if err == nil || ctx.Err() != nil {
-				return n.runErr(ctx)
+				return n.run.exit(ctx, who)
 			}
-			return fmt.Errorf("heartbeat: node %s: %w", n.cfg.ID, err)
+			return fmt.Errorf("heartbeat: %s: %w", who, err)
 		case <-checks:
 			n.check(time.Now())
 		case <-beat.C:
@@ -306,28 +297,11 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 }
 
-func (n *Node) runErr(ctx context.Context) error {
-	n.mu.Lock()
-	closed := n.closed
-	n.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	return fmt.Errorf("heartbeat: node %s: %w", n.cfg.ID, ctx.Err())
-}
-
 // Close stops Run, waits for it to return and ends every subscription
 // once drained. It does not close the transport. It is idempotent and
 // returns nil.
 func (n *Node) Close() error {
-	n.mu.Lock()
-	n.closed = true
-	cancel, done := n.cancel, n.done
-	n.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
+	n.run.close()
 	n.hub.close()
 	return nil
 }
@@ -395,24 +369,6 @@ func (n *Node) send(ctx context.Context, to string, b []byte) {
 	n.mu.Unlock()
 	if err != nil && n.log != nil && ctx.Err() == nil {
 		n.log.Debug("heartbeat: send failed", "node", n.cfg.ID, "to", to, "err", err)
-	}
-}
-
-func (n *Node) recvLoop(ctx context.Context) error {
-	c := newCodec(n.cfg.Keys)
-	var buf []byte
-	for {
-		p, err := n.tr.Recv(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		if reply := n.handle(c, buf[:0], p, time.Now()); len(reply) > 0 {
-			buf = reply
-			n.send(ctx, p.From, reply)
-		}
 	}
 }
 

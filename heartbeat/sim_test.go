@@ -209,3 +209,14 @@ func checkTransitions(t testing.TB, ts []heartbeat.Transition) {
 }
 
 func simTransport(nd *simnet.Node) heartbeat.Transport { return simtransport.New(nd) }
+
+// ofTo returns the transitions of peer to state.
+func (r *recorder) ofTo(peer string, to heartbeat.State) []heartbeat.Transition {
+	var out []heartbeat.Transition
+	for _, t := range r.of(peer) {
+		if t.To == to {
+			out = append(out, t)
+		}
+	}
+	return out
+}
