@@ -240,7 +240,15 @@ func phi(diff, mean, std float64) float64 {
 // e = e^-z rewritten to stay finite and exact for every z: Akka's form
 // overflows to +Inf once e underflows, this one keeps growing.
 func phiOf(z float64) float64 {
-	if z > 0 {
+	// Beyond |z| = 40, e^-|z| < 5e-18 is below float64 resolution next to
+	// 1, so the logarithm is exactly z (or 0): skip the transcendental
+	// functions, as a healthy peer's check always can.
+	switch {
+	case z > 40:
+		return z / math.Ln10
+	case z < -40:
+		return 0
+	case z > 0:
 		return (z + math.Log1p(math.Exp(-z))) / math.Ln10
 	}
 	return math.Log1p(math.Exp(z)) / math.Ln10
