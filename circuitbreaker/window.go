@@ -1,0 +1,243 @@
+package circuitbreaker
+
+import (
+	"math/bits"
+	"sync/atomic"
+)
+
+// Outcome codes recorded in windows. Bit 0 marks a recorded call.
+const (
+	outOK   uint32 = 1
+	outFail uint32 = 1 | 2
+	outSlow uint32 = 1 | 4
+)
+
+// tally is what a window holds at one moment.
+type tally struct {
+	calls, failures, slow uint64
+}
+
+// countWindow holds the outcomes of the last n calls in a ring of slots.
+// Totals are kept in step with the slots: every change of a slot is a Swap
+// whose difference is added to the totals, so the totals always equal the
+// sum of the slots even when calls race on a slot. A success that finds a
+// success in its slot writes nothing, so the closed-state success path is
+// one atomic add and one load.
+type countWindow struct {
+	seq atomic.Uint64
+	_   [56]byte
+	// failures and slow change only on failures and slow calls.
+	failures atomic.Uint64
+	slow     atomic.Uint64
+	_        [48]byte
+	n        uint64
+	magic    uint64 // for fastmod: (2^64-1)/n + 1
+	slots    []atomic.Uint32
+}
+
+func newCountWindow(n int) *countWindow {
+	return &countWindow{
+		n:     uint64(n),
+		magic: ^uint64(0)/uint64(n) + 1,
+		slots: make([]atomic.Uint32, n),
+	}
+}
+
+// index returns seq mod n without a division (Lemire's fastmod, valid for
+// 32-bit operands). The sequence wraps at 2^32, which only moves the ring's
+// cursor; the window stays the last n calls within one step.
+func (w *countWindow) index(seq uint64) uint64 {
+	hi, _ := bits.Mul64(w.magic*uint64(uint32(seq)), w.n)
+	return hi
+}
+
+func (w *countWindow) ok() {
+	i := w.index(w.seq.Add(1) - 1)
+	if w.slots[i].Load() != outOK {
+		w.put(i, outOK)
+	}
+}
+
+func (w *countWindow) record(o uint32) tally {
+	seq := w.seq.Add(1)
+	w.put(w.index(seq-1), o)
+	return tally{calls: min(seq, w.n), failures: w.failures.Load(), slow: w.slow.Load()}
+}
+
+func (w *countWindow) put(i uint64, o uint32) {
+	old := w.slots[i].Swap(o)
+	if d := old ^ o; d != 0 {
+		if d&2 != 0 {
+			w.failures.Add(delta(o&2 != 0))
+		}
+		if d&4 != 0 {
+			w.slow.Add(delta(o&4 != 0))
+		}
+	}
+}
+
+func (w *countWindow) tally() tally {
+	return tally{calls: min(w.seq.Load(), w.n), failures: w.failures.Load(), slow: w.slow.Load()}
+}
+
+// delta is +1 or -1 as a uint64 for atomic adds.
+func delta(up bool) uint64 {
+	if up {
+		return 1
+	}
+	return ^uint64(0)
+}
+
+// timeWindow holds outcomes of the last n buckets of width nanoseconds
+// each, on the breaker's clock. Bucket e covers [e*width, (e+1)*width).
+//
+// The ring has a power-of-two number of physical buckets (at least n), so
+// the bucket of epoch e is e&mask, with no division on the hot path. Each
+// counter word carries the low bits of its epoch beside the count, so a
+// writer that finds last round's tag replaces count and tag in one
+// compare-and-swap: no outcome is lost when a bucket is recycled under
+// concurrent writers. Every bucket also keeps its full epoch, so a tag can
+// never be mistaken for a newer one however long the bucket sat idle.
+type timeWindow struct {
+	head atomic.Int64 // the newest epoch written
+	_    [56]byte
+	n    int64 // buckets in the window
+	mask int64
+	// width is the bucket width in nanoseconds.
+	width   int64
+	buckets []tbucket
+}
+
+type tbucket struct {
+	epoch                 atomic.Int64
+	calls, failures, slow atomic.Uint64 // tag<<countBits | count
+}
+
+const (
+	countBits = 40
+	countMask = 1<<countBits - 1
+	tagMask   = 1<<(64-countBits) - 1
+)
+
+func tagOf(e int64) uint64 { return uint64(e) & tagMask }
+
+func newTimeWindow(n int, width int64, now int64) *timeWindow {
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	w := &timeWindow{n: int64(n), mask: int64(p - 1), width: width, buckets: make([]tbucket, p)}
+	for i := range w.buckets {
+		w.buckets[i].epoch.Store(-1 << 62)
+	}
+	w.head.Store(now / width)
+	return w
+}
+
+// epoch returns the epoch to write an outcome at time now into: normally
+// the head, advanced when now has passed it. A writer whose coarse time
+// lags the head writes into the head.
+func (w *timeWindow) epoch(now int64) int64 {
+	e := w.head.Load()
+	if now-e*w.width < w.width {
+		return e
+	}
+	return w.advance(now)
+}
+
+func (w *timeWindow) advance(now int64) int64 {
+	e := now / w.width
+	for {
+		h := w.head.Load()
+		if h >= e {
+			return h
+		}
+		if w.head.CompareAndSwap(h, e) {
+			return e
+		}
+	}
+}
+
+func (w *timeWindow) ok(now int64) {
+	e := w.epoch(now)
+	b := &w.buckets[e&w.mask]
+	if v := b.calls.Add(1); v>>countBits != tagOf(e) {
+		w.retag(b, &b.calls, e)
+	}
+}
+
+func (w *timeWindow) record(now int64, o uint32) tally {
+	e := w.epoch(now)
+	b := &w.buckets[e&w.mask]
+	w.add(b, &b.calls, e)
+	if o&2 != 0 {
+		w.add(b, &b.failures, e)
+	}
+	if o&4 != 0 {
+		w.add(b, &b.slow, e)
+	}
+	return w.sum(e)
+}
+
+func (w *timeWindow) add(b *tbucket, word *atomic.Uint64, e int64) {
+	if v := word.Add(1); v>>countBits != tagOf(e) {
+		w.retag(b, word, e)
+	}
+}
+
+// retag is called after an add landed on a word still tagged with an older
+// epoch (whose count is out of the window and no longer read). It moves the
+// word to epoch e with a count of one, or adds one if another writer moved
+// it first.
+func (w *timeWindow) retag(b *tbucket, word *atomic.Uint64, e int64) {
+	for {
+		old := b.epoch.Load()
+		if old >= e || b.epoch.CompareAndSwap(old, e) {
+			break
+		}
+	}
+	for {
+		v := word.Load()
+		if v>>countBits == tagOf(e) {
+			word.Add(1)
+			return
+		}
+		if b.epoch.Load() != e {
+			// A newer epoch took the bucket while this writer lagged:
+			// the outcome is more than a window old; drop it.
+			return
+		}
+		if word.CompareAndSwap(v, tagOf(e)<<countBits|1) {
+			return
+		}
+	}
+}
+
+// sum returns the tally of the window ending with epoch e.
+func (w *timeWindow) sum(e int64) tally {
+	var t tally
+	for i := range w.buckets {
+		b := &w.buckets[i]
+		be := b.epoch.Load()
+		if be > e || be <= e-w.n {
+			continue
+		}
+		tag := tagOf(be)
+		t.calls += count(b.calls.Load(), tag)
+		t.failures += count(b.failures.Load(), tag)
+		t.slow += count(b.slow.Load(), tag)
+	}
+	return t
+}
+
+func count(v, tag uint64) uint64 {
+	if v>>countBits != tag {
+		return 0
+	}
+	return v & countMask
+}
+
+// tally returns the window's contents at time now.
+func (w *timeWindow) tally(now int64) tally {
+	return w.sum(max(now/w.width, w.head.Load()))
+}
