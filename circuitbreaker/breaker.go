@@ -341,25 +341,20 @@ func (b *Breaker) admit(ep *episode) (permit, error) {
 // episode ended while it tried, and the caller should look again.
 func (b *Breaker) probe(ep *episode) (p permit, ok bool, err error) {
 	now := b.clk.real()
-	for attempt := 0; attempt < 2; attempt++ {
-		for i := range ep.probes {
-			if ep.probes[i].Load() == nil {
-				pr := &probe{slot: i, start: now}
-				if ep.probes[i].CompareAndSwap(nil, pr) {
-					p = permit{ep: ep, pr: pr}
-					if ep.timed {
-						p.start = b.clk.coarse()
-					}
-					return p, true, nil
+	if b.expireProbes(ep, now) {
+		return permit{}, false, nil
+	}
+	for i := range ep.probes {
+		if ep.probes[i].Load() == nil {
+			pr := &probe{slot: i, start: now}
+			if ep.probes[i].CompareAndSwap(nil, pr) {
+				p = permit{ep: ep, pr: pr}
+				if ep.timed {
+					p.start = b.clk.coarse()
 				}
+				return p, true, nil
 			}
 		}
-		if b.expireProbes(ep, now) {
-			return permit{}, false, nil
-		}
-	}
-	if b.ep.Load() != ep {
-		return permit{}, false, nil
 	}
 	retry := int64(1<<63 - 1)
 	for i := range ep.probes {
@@ -368,7 +363,7 @@ func (b *Breaker) probe(ep *episode) (p permit, ok bool, err error) {
 		}
 	}
 	if retry == 1<<63-1 {
-		retry = now
+		return permit{}, false, nil // a probe finished meanwhile: look again
 	}
 	b.rejected.Add(1)
 	return permit{}, false, &RejectedError{Name: b.name, State: StateHalfOpen, RetryAt: b.clk.at(retry), err: ErrTooManyProbes}

@@ -1,7 +1,9 @@
 package circuitbreaker
 
 import (
+	"math"
 	"math/bits"
+	"sync"
 	"sync/atomic"
 )
 
@@ -91,17 +93,19 @@ func delta(up bool) uint64 {
 // timeWindow holds outcomes of the last n buckets of width nanoseconds
 // each, on the breaker's clock. Bucket e covers [e*width, (e+1)*width).
 //
-// The ring has a power-of-two number of physical buckets (at least n), so
-// the bucket of epoch e is e&mask, with no division on the hot path. Each
-// counter word carries the low bits of its epoch beside the count, so a
-// writer that finds last round's tag replaces count and tag in one
-// compare-and-swap: no outcome is lost when a bucket is recycled under
-// concurrent writers. Every bucket also keeps its full epoch, so a tag can
-// never be mistaken for a newer one however long the bucket sat idle.
+// Writers add to the head bucket, found with one load and a multiply. The
+// first writer to find the head over takes a mutex, clears the bucket the
+// new head maps to and only then publishes the new head, so no writer adds
+// to a bucket that is about to be cleared; the mutex is taken once per
+// bucket width, never per call. The ring has a power-of-two number of
+// buckets, at least n, so the bucket of epoch e is e&mask; each bucket
+// records its epoch, and buckets skipped while the window was idle are
+// simply out of range when summed.
 type timeWindow struct {
-	head atomic.Int64 // the newest epoch written
+	head atomic.Int64 // the newest epoch
 	_    [56]byte
-	n    int64 // buckets in the window
+	mu   sync.Mutex // serialises advancing the head
+	n    int64      // buckets in the window
 	mask int64
 	// width is the bucket width in nanoseconds.
 	width   int64
@@ -110,16 +114,8 @@ type timeWindow struct {
 
 type tbucket struct {
 	epoch                 atomic.Int64
-	calls, failures, slow atomic.Uint64 // tag<<countBits | count
+	calls, failures, slow atomic.Uint64
 }
-
-const (
-	countBits = 40
-	countMask = 1<<countBits - 1
-	tagMask   = 1<<(64-countBits) - 1
-)
-
-func tagOf(e int64) uint64 { return uint64(e) & tagMask }
 
 func newTimeWindow(n int, width int64, now int64) *timeWindow {
 	p := 1
@@ -128,15 +124,17 @@ func newTimeWindow(n int, width int64, now int64) *timeWindow {
 	}
 	w := &timeWindow{n: int64(n), mask: int64(p - 1), width: width, buckets: make([]tbucket, p)}
 	for i := range w.buckets {
-		w.buckets[i].epoch.Store(-1 << 62)
+		w.buckets[i].epoch.Store(math.MinInt64)
 	}
-	w.head.Store(now / width)
+	e := now / width
+	w.buckets[e&w.mask].epoch.Store(e)
+	w.head.Store(e)
 	return w
 }
 
-// epoch returns the epoch to write an outcome at time now into: normally
-// the head, advanced when now has passed it. A writer whose coarse time
-// lags the head writes into the head.
+// epoch returns the epoch to write an outcome at time now into: the head,
+// advanced first when now has passed it. A writer whose coarse time lags
+// the head writes into the head.
 func (w *timeWindow) epoch(now int64) int64 {
 	e := w.head.Load()
 	if now-e*w.width < w.width {
@@ -147,70 +145,35 @@ func (w *timeWindow) epoch(now int64) int64 {
 
 func (w *timeWindow) advance(now int64) int64 {
 	e := now / w.width
-	for {
-		h := w.head.Load()
-		if h >= e {
-			return h
-		}
-		if w.head.CompareAndSwap(h, e) {
-			return e
-		}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if h := w.head.Load(); h >= e {
+		return h
 	}
+	b := &w.buckets[e&w.mask]
+	b.calls.Store(0)
+	b.failures.Store(0)
+	b.slow.Store(0)
+	b.epoch.Store(e)
+	w.head.Store(e)
+	return e
 }
 
 func (w *timeWindow) ok(now int64) {
-	e := w.epoch(now)
-	b := &w.buckets[e&w.mask]
-	if v := b.calls.Add(1); v>>countBits != tagOf(e) {
-		w.retag(b, &b.calls, e)
-	}
+	w.buckets[w.epoch(now)&w.mask].calls.Add(1)
 }
 
 func (w *timeWindow) record(now int64, o uint32) tally {
 	e := w.epoch(now)
 	b := &w.buckets[e&w.mask]
-	w.add(b, &b.calls, e)
+	b.calls.Add(1)
 	if o&2 != 0 {
-		w.add(b, &b.failures, e)
+		b.failures.Add(1)
 	}
 	if o&4 != 0 {
-		w.add(b, &b.slow, e)
+		b.slow.Add(1)
 	}
 	return w.sum(e)
-}
-
-func (w *timeWindow) add(b *tbucket, word *atomic.Uint64, e int64) {
-	if v := word.Add(1); v>>countBits != tagOf(e) {
-		w.retag(b, word, e)
-	}
-}
-
-// retag is called after an add landed on a word still tagged with an older
-// epoch (whose count is out of the window and no longer read). It moves the
-// word to epoch e with a count of one, or adds one if another writer moved
-// it first.
-func (w *timeWindow) retag(b *tbucket, word *atomic.Uint64, e int64) {
-	for {
-		old := b.epoch.Load()
-		if old >= e || b.epoch.CompareAndSwap(old, e) {
-			break
-		}
-	}
-	for {
-		v := word.Load()
-		if v>>countBits == tagOf(e) {
-			word.Add(1)
-			return
-		}
-		if b.epoch.Load() != e {
-			// A newer epoch took the bucket while this writer lagged:
-			// the outcome is more than a window old; drop it.
-			return
-		}
-		if word.CompareAndSwap(v, tagOf(e)<<countBits|1) {
-			return
-		}
-	}
 }
 
 // sum returns the tally of the window ending with epoch e.
@@ -218,23 +181,14 @@ func (w *timeWindow) sum(e int64) tally {
 	var t tally
 	for i := range w.buckets {
 		b := &w.buckets[i]
-		be := b.epoch.Load()
-		if be > e || be <= e-w.n {
+		if be := b.epoch.Load(); be > e || be <= e-w.n {
 			continue
 		}
-		tag := tagOf(be)
-		t.calls += count(b.calls.Load(), tag)
-		t.failures += count(b.failures.Load(), tag)
-		t.slow += count(b.slow.Load(), tag)
+		t.calls += b.calls.Load()
+		t.failures += b.failures.Load()
+		t.slow += b.slow.Load()
 	}
 	return t
-}
-
-func count(v, tag uint64) uint64 {
-	if v>>countBits != tag {
-		return 0
-	}
-	return v & countMask
 }
 
 // tally returns the window's contents at time now.
