@@ -80,7 +80,7 @@ func TestGroupIsBounded(t *testing.T) {
 		require.Error(t, g.Do(context.Background(), "newer", fail))
 		time.Sleep(time.Second)
 		g.Get("open1") // touch
-		g.Get("last") // all open: the least recently used goes
+		g.Get("last")  // all open: the least recently used goes
 		assert.Equal(t, []string{"last", "newer", "open1"}, keys(g))
 	})
 }

@@ -14,8 +14,9 @@ import (
 	"github.com/distkit/distkit/circuitbreaker"
 )
 
-// model is a deliberately naive breaker: one mutex, exact time, plain
-// slices. It implements the documented semantics of the same Config, and
+// model is a deliberately naive breaker: exact time, plain slices, and
+// no concurrency (the differential test drives it from one goroutine, so
+// it needs no lock). It implements the documented semantics of the same Config, and
 // the differential test checks that the lock-free Breaker agrees with it
 // after every step of random call sequences.
 type model struct {
@@ -100,8 +101,10 @@ func (m *model) advance(now time.Time) {
 	}
 }
 
-// allow returns a permit or the sentinel that rejects the call.
-func (m *model) allow(now time.Time) (modelPermit, error) {
+// Allow returns a permit or the sentinel that rejects the call.
+func (m *model) Allow(now time.Time) (modelPermit, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.advance(now)
 	switch m.state {
 	case circuitbreaker.StateOpen, circuitbreaker.StateForcedOpen:
@@ -119,8 +122,10 @@ func (m *model) allow(now time.Time) (modelPermit, error) {
 	return modelPermit{gen: m.gen, start: now}, nil
 }
 
-// finish records the outcome of permit p at time now.
-func (m *model) finish(p modelPermit, err error, now time.Time) {
+// Finish records the outcome of permit p at time now.
+func (m *model) Finish(p modelPermit, err error, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if p.gen != m.gen {
 		return // the episode it was admitted in is over
 	}
@@ -195,6 +200,30 @@ func (m *model) record(fail, slow bool, now time.Time) (calls, fails, slows int)
 		}
 	}
 	return m.counts(now)
+}
+
+// Observe applies the transitions due at now and returns the state, the
+// window's counts in a closed state, the run of failures and the
+// rejections.
+func (m *model) Observe(now time.Time) (state circuitbreaker.State, calls, fails, slows, consec, rejected int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.advance(now)
+	if m.state == circuitbreaker.StateClosed || m.state == circuitbreaker.StateForcedClosed {
+		calls, fails, slows = m.counts(now)
+	}
+	return m.state, calls, fails, slows, m.consec, m.rejected
+}
+
+// Set moves the model to state s, as Reset, ForceOpen and ForceClosed do.
+func (m *model) Set(s circuitbreaker.State) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state == s && s != circuitbreaker.StateClosed {
+		return
+	}
+	m.trips = 0
+	m.enter(s)
 }
 
 func (m *model) counts(now time.Time) (calls, fails, slows int) {
@@ -325,7 +354,7 @@ func runDifferential(cfg circuitbreaker.Config, seed uint64, steps int) (string,
 			want := outcome()
 			d := time.Duration(rng.IntN(20)) * tick
 			desc = fmt.Sprintf("do(%v, %v)", want, d)
-			p, merr := m.allow(time.Now())
+			p, merr := m.Allow(time.Now())
 			called := false
 			gotErr = b.Do(ctx, func(context.Context) error {
 				called = true
@@ -333,7 +362,7 @@ func runDifferential(cfg circuitbreaker.Config, seed uint64, steps int) (string,
 				return want
 			})
 			if merr == nil {
-				m.finish(p, want, time.Now())
+				m.Finish(p, want, time.Now())
 				wantErr = want
 			} else {
 				wantErr = merr
@@ -344,7 +373,7 @@ func runDifferential(cfg circuitbreaker.Config, seed uint64, steps int) (string,
 		case op < 60: // two-step: take a permit and hold it
 			desc = "allow"
 			done, err := b.Allow()
-			p, merr := m.allow(time.Now())
+			p, merr := m.Allow(time.Now())
 			gotErr, wantErr = err, merr
 			if err == nil && merr == nil {
 				holds = append(holds, held{done, p})
@@ -356,7 +385,7 @@ func runDifferential(cfg circuitbreaker.Config, seed uint64, steps int) (string,
 			want := outcome()
 			desc = fmt.Sprintf("done(%v) of permit from gen %d", want, h.p.gen)
 			h.done(want)
-			m.finish(h.p, want, time.Now())
+			m.Finish(h.p, want, time.Now())
 		case op < 97:
 			d := time.Duration(1+rng.IntN(30)) * tick
 			desc = fmt.Sprintf("sleep(%v)", d)
@@ -364,36 +393,25 @@ func runDifferential(cfg circuitbreaker.Config, seed uint64, steps int) (string,
 		case op < 99 || rng.IntN(2) == 0:
 			desc = "reset"
 			b.Reset()
-			m.trips = 0
-			m.enter(circuitbreaker.StateClosed)
+			m.Set(circuitbreaker.StateClosed)
 		case rng.IntN(2) == 0:
 			desc = "force-open"
 			b.ForceOpen()
-			if m.state != circuitbreaker.StateForcedOpen {
-				m.trips = 0
-				m.enter(circuitbreaker.StateForcedOpen)
-			}
+			m.Set(circuitbreaker.StateForcedOpen)
 		default:
 			desc = "force-closed"
 			b.ForceClosed()
-			if m.state != circuitbreaker.StateForcedClosed {
-				m.trips = 0
-				m.enter(circuitbreaker.StateForcedClosed)
-			}
+			m.Set(circuitbreaker.StateForcedClosed)
 		}
 		snap := b.Snapshot()
 		now := time.Now()
-		m.advance(now)
-		calls, fails, slows := 0, 0, 0
-		if m.state == circuitbreaker.StateClosed || m.state == circuitbreaker.StateForcedClosed {
-			calls, fails, slows = m.counts(now)
-		}
+		state, calls, fails, slows, consec, rejected := m.Observe(now)
 		fmt.Fprintf(&trace, "%3d t=%-8v %-40s -> %-13v calls=%d fails=%d slow=%d consec=%d rejected=%d err=%v\n",
 			step, now.Sub(m.base), desc, snap.State, snap.Calls, snap.Failures, snap.Slow, snap.ConsecutiveFailures, snap.Rejected, gotErr)
 		if !sameErr(gotErr, wantErr) {
 			return trace.String(), fmt.Errorf("step %d %s: breaker returned %v, model %v", step, desc, gotErr, wantErr)
 		}
-		want := fmt.Sprintf("%v calls=%d fails=%d slow=%d consec=%d rejected=%d", m.state, calls, fails, slows, m.consec, m.rejected)
+		want := fmt.Sprintf("%v calls=%d fails=%d slow=%d consec=%d rejected=%d", state, calls, fails, slows, consec, rejected)
 		got := fmt.Sprintf("%v calls=%d fails=%d slow=%d consec=%d rejected=%d", snap.State, snap.Calls, snap.Failures, snap.Slow, snap.ConsecutiveFailures, snap.Rejected)
 		if got != want {
 			return trace.String(), fmt.Errorf("step %d %s: breaker %s, model %s", step, desc, got, want)

@@ -113,7 +113,7 @@ func RunStore(t *testing.T, newStore func(t *testing.T) circuitbreaker.Store) {
 				for i := range 50 {
 					v := uint64((i*7+w*13)%50 + 1)
 					if err := s.Publish(ctx, "hot", st(v, time.Duration(w)*time.Second, w)); err != nil {
-						errs <- fmt.Errorf("Publish: %w", err)
+						errs <- fmt.Errorf("publish: %w", err)
 					}
 				}
 			})
