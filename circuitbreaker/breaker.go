@@ -38,15 +38,17 @@ type Breaker struct {
 // an earlier episode report to that episode and cannot disturb the new one.
 type episode struct {
 	state State
-	// fast is set for closed episodes whose calls need no timing: the call
-	// paths admit them with one load.
-	fast  bool
-	timed bool // the slow-call policy times every call
-	mode  uint8
-	gen   uint64
-	trips int   // trips since the breaker last closed, for backoff
-	since int64 // clock time the episode began
-	until int64 // open: end of the open period
+	// admits is set for closed and forced-closed episodes: the call paths
+	// admit calls with one load. fast is set for those whose calls need no
+	// timing: Allow returns the shared done func.
+	admits bool
+	fast   bool
+	timed  bool // the slow-call policy times every call
+	mode   uint8
+	gen    uint64
+	trips  int   // trips since the breaker last closed, for backoff
+	since  int64 // clock time the episode began
+	until  int64 // open: end of the open period
 
 	b      *Breaker
 	reject *RejectedError // open and forced open
@@ -122,6 +124,7 @@ func (b *Breaker) newEpisode(gen uint64, state State, trips int, now int64) *epi
 func (b *Breaker) newClosed(gen uint64, state State, now int64) *episode {
 	ep := b.newEpisode(gen, state, 0, now)
 	ep.timed = b.s.slowPPM > 0
+	ep.admits = true
 	ep.fast = !ep.timed
 	switch {
 	case b.s.bucketWidth > 0:
@@ -170,7 +173,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 		return err
 	}
 	ep := b.ep.Load()
-	if !ep.fast {
+	if !ep.admits {
 		if ep.state == StateOpen {
 			// Rejection without a call: the coarse clock is running and
 			// the open period is not near its end.
@@ -181,30 +184,43 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 		}
 		return b.doSlow(ctx, ep, fn)
 	}
+	var start int64
+	if ep.timed {
+		start = b.clk.coarse()
+	}
 	// err stays errPanicked only if fn panics.
 	err = errPanicked
 	defer func() {
-		if err == nil && ep.mode == modePlain && ep.consec.Load() == 0 {
+		if err == nil && ep.fast && ep.mode == modePlain && ep.consec.Load() == 0 {
 			ep.calls.Add(1)
 			return
 		}
-		ep.exit(err)
+		ep.exit(err, start)
 	}()
 	err = fn(ctx)
 	return err
 }
 
-// exit records the outcome of a fast call: err is errPanicked if it
-// panicked.
-func (ep *episode) exit(err error) {
-	switch err {
-	case nil:
-		ep.ok()
-	case errPanicked:
-		ep.record(outFail, err)
+// exit records the outcome of a call admitted by a closed episode: err is
+// errPanicked if it panicked; start is the coarse time it started, if the
+// episode is timed.
+func (ep *episode) exit(err error, start int64) {
+	o := outOK
+	switch {
+	case err == nil:
+	case err == errPanicked, ep.b.s.IsFailure(err):
+		o = outFail
 	default:
-		ep.failed(err)
+		return
 	}
+	if ep.timed && ep.b.clk.coarse()-start >= ep.b.s.slowNanos {
+		o |= outSlow
+	}
+	if o == outOK {
+		ep.ok()
+		return
+	}
+	ep.record(o, err)
 }
 
 func (b *Breaker) doSlow(ctx context.Context, ep *episode, fn func(context.Context) error) (err error) {
@@ -232,17 +248,23 @@ func Call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, e
 	if err = ctx.Err(); err != nil {
 		return v, err
 	}
+	// The body repeats Do's rather than sharing it: on this path an extra
+	// indirect call is a measurable share of the cost.
 	ep := b.ep.Load()
-	if !ep.fast {
+	if !ep.admits {
 		return callSlow(ctx, b, ep, fn)
+	}
+	var start int64
+	if ep.timed {
+		start = b.clk.coarse()
 	}
 	err = errPanicked
 	defer func() {
-		if err == nil && ep.mode == modePlain && ep.consec.Load() == 0 {
+		if err == nil && ep.fast && ep.mode == modePlain && ep.consec.Load() == 0 {
 			ep.calls.Add(1)
 			return
 		}
-		ep.exit(err)
+		ep.exit(err, start)
 	}()
 	v, err = fn(ctx)
 	return v, err
@@ -434,13 +456,7 @@ func (p permit) finish(o uint32, err error) {
 }
 
 // closedDone is the done func of untimed closed episodes.
-func (ep *episode) closedDone(err error) {
-	if err == nil {
-		ep.ok()
-		return
-	}
-	ep.failed(err)
-}
+func (ep *episode) closedDone(err error) { ep.exit(err, 0) }
 
 // ok records a success in a closed episode: one atomic add and one or two
 // loads.
@@ -455,13 +471,6 @@ func (ep *episode) ok() {
 	}
 	if ep.consec.Load() != 0 {
 		ep.consec.Store(0)
-	}
-}
-
-// failed records a non-nil error in a closed episode.
-func (ep *episode) failed(err error) {
-	if ep.b.s.IsFailure(err) {
-		ep.record(outFail, err)
 	}
 }
 

@@ -160,6 +160,11 @@ func TestAdoptSkipsStaleAndExpiredTrips(t *testing.T) {
 		time.Sleep(time.Second)
 		synctest.Wait()
 		require.Equal(t, circuitbreaker.StateOpen, b.State())
+
+		b.Reset()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.Equal(t, circuitbreaker.StateClosed, b.State(), "a trip already adopted is not adopted again")
 	})
 }
 
