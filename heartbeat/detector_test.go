@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/heartbeat"
+	"github.com/distkit/distkit/heartbeat/heartbeattest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -127,4 +128,14 @@ func TestPhiDoesNotAllocate(t *testing.T) {
 		d.Suspicion(now.Add(500 * time.Millisecond))
 	})
 	assert.Zero(t, allocs)
+}
+
+func TestDetectorConformance(t *testing.T) {
+	for name, f := range map[string]heartbeat.DetectorFactory{
+		"PhiAccrual":  heartbeat.PhiAccrualConfig{},
+		"Exponential": heartbeat.ExponentialConfig{},
+		"Deadline":    heartbeat.DeadlineConfig{},
+	} {
+		t.Run(name, func(t *testing.T) { heartbeattest.TestDetector(t, f) })
+	}
 }

@@ -758,6 +758,14 @@ func (m *Monitor) onView(msg *message, from string, now, adj time.Time) {
 		m.stats.Unexpected++
 		return
 	}
+	if string(msg.id) == m.cfg.ID || slices.ContainsFunc(m.members, func(o member) bool { return o.addr != from && o.id == string(msg.id) }) {
+		// Two monitors with one ID would count twice toward a majority.
+		m.stats.Unexpected++
+		if m.log != nil {
+			m.log.Warn("heartbeat: quorum view from a duplicate monitor ID; ignored", "monitor", m.cfg.ID, "from", from, "id", string(msg.id))
+		}
+		return
+	}
 	mb := &m.members[i]
 	if mb.heard && (msg.inc < mb.inc || msg.inc == mb.inc && msg.seq < mb.round) {
 		m.stats.Stale++
@@ -788,13 +796,35 @@ func (m *Monitor) votersLocked(p *peer, adj time.Time) []string {
 	if p.local == Dead {
 		ids = append(ids, m.cfg.ID)
 	}
-	for i, v := range p.votes {
-		if v.state == Dead && (v.inc >= p.inc || !p.heard) && adj.Sub(v.at) <= m.cfg.VoteTTL && m.members[i].id != "" {
+	for i := range p.votes {
+		if m.votesDead(p, i, adj) {
 			ids = append(ids, m.members[i].id)
 		}
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids)
+}
+
+// votesDead reports whether quorum member i currently says p is Dead: a
+// fresh vote about p's current (or a newer) incarnation.
+func (m *Monitor) votesDead(p *peer, i int, adj time.Time) bool {
+	v := p.votes[i]
+	return v.state == Dead && (v.inc >= p.inc || !p.heard) && adj.Sub(v.at) <= m.cfg.VoteTTL && m.members[i].id != ""
+}
+
+// deadVotesLocked counts the monitors, this one included, that say p is
+// Dead, without allocating: it runs for every peer at every check.
+func (m *Monitor) deadVotesLocked(p *peer, adj time.Time) int {
+	n := 0
+	if p.local == Dead {
+		n++
+	}
+	for i := range p.votes {
+		if m.votesDead(p, i, adj) {
+			n++
+		}
+	}
+	return n
 }
 
 // effectiveLocked returns the state to report for p and, for a quorum
@@ -803,8 +833,11 @@ func (m *Monitor) effectiveLocked(p *peer, adj time.Time) (State, []string) {
 	if len(m.members) == 0 {
 		return p.local, nil
 	}
-	if ids := m.votersLocked(p, adj); len(ids) >= m.majority {
-		return Dead, ids
+	if m.deadVotesLocked(p, adj) >= m.majority {
+		if p.state == Dead {
+			return Dead, p.agreed // unchanged: no need to list them again
+		}
+		return Dead, m.votersLocked(p, adj)
 	}
 	if p.local == Dead {
 		return Suspect, nil
