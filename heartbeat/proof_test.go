@@ -103,7 +103,7 @@ func TestPhiAccrualHourTrace(t *testing.T) {
 			require.True(t, ok, "%s never suspected the crash:\n%s", d.name, describe(mons[i].rec.all(), t0))
 			res[i].detect = s.At.Sub(crash)
 			ps, _ := mons[i].m.Peer("peer")
-			res[i].sinceHB = s.At.Sub(ps.LastHeartbeat)
+			res[i].sinceHB = s.At.Sub(ps.LastHeartbeat).Round(time.Millisecond)
 			fmt.Fprintf(&b, "  %-34s %16d %16v %22v\n", d.name, res[i].fp, res[i].detect, res[i].sinceHB)
 			checkTransitions(t, mons[i].rec.all())
 		}
