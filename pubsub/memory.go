@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"sync"
@@ -28,8 +29,10 @@ type MemoryConfig struct {
 	// ID get a fresh one and are never deduplicated.
 	DedupWindow time.Duration
 
-	// DedupMax bounds the IDs remembered per topic; beyond it the oldest
-	// are forgotten early (0 means [DefaultDedupMax]).
+	// DedupMax bounds the IDs remembered per topic (0 means
+	// [DefaultDedupMax]): the most recent DedupMax/2 IDs or more are
+	// always remembered, if within the window; older ones may be
+	// forgotten early.
 	DedupMax int
 
 	// Retention is the number of messages kept per topic for replay by
@@ -75,6 +78,7 @@ type BrokerStats struct {
 type MemoryBroker struct {
 	cfg      MemoryConfig
 	log      *slog.Logger
+	epoch    time.Time     // for monotonic dedup times
 	done     chan struct{} // closed when the broker closes
 	finished chan struct{} // closed when the shutdown has completed
 	closed   atomic.Bool
@@ -86,6 +90,7 @@ type MemoryBroker struct {
 	consumers []*consumer
 	groups    map[string]*consumer
 	nextName  int
+	nextID    uint64 // consumer ids, increasing: the lock order
 }
 
 var (
@@ -120,12 +125,19 @@ func NewMemoryBroker(cfg MemoryConfig) (*MemoryBroker, error) {
 	return &MemoryBroker{
 		cfg:      cfg,
 		log:      log,
+		epoch:    time.Now(),
 		done:     make(chan struct{}),
 		finished: make(chan struct{}),
 		topics:   make(map[string]*topic),
 		groups:   make(map[string]*consumer),
 	}, nil
 }
+
+// now is the broker's monotonic clock: nanoseconds since it started.
+func (b *MemoryBroker) now() int64 { return int64(time.Since(b.epoch)) }
+
+// wall converts a broker time to wall-clock time.
+func (b *MemoryBroker) wall(t int64) time.Time { return b.epoch.Add(time.Duration(t)) }
 
 // Stats returns the broker's counters.
 func (b *MemoryBroker) Stats() BrokerStats {
@@ -147,9 +159,6 @@ func (b *MemoryBroker) Stats() BrokerStats {
 func (b *MemoryBroker) Publish(ctx context.Context, topicName string, msgs ...*Message) error {
 	if b.closed.Load() {
 		return ErrClosed
-	}
-	if err := ValidateTopic(topicName); err != nil {
-		return err
 	}
 	for _, m := range msgs {
 		if m == nil {
@@ -192,58 +201,105 @@ func messageSize(m *Message) int {
 // publishLocked delivers one message; t.lock is held.
 func (b *MemoryBroker) publishLocked(ctx context.Context, t *topic, m *Message) error {
 	now := time.Now()
-	cp := *m
+	mono := int64(now.Sub(b.epoch))
+	dedup := b.cfg.DedupWindow > 0 && m.ID != ""
+	var lo, hi uint64
+	if dedup {
+		if lo, hi = idHash(m.ID); t.dedup.seen(lo, hi, mono, b.cfg.DedupWindow) {
+			b.stats.duplicates.Add(1)
+			return nil
+		}
+	}
+	// One immutable copy is shared by every subscription; each delivery
+	// gets its own copy of the struct.
+	cp := new(Message)
+	*cp = *m
 	cp.Topic, cp.PublishedAt, cp.Attempt = t.name, now, 0
-	dedup := b.cfg.DedupWindow > 0 && cp.ID != ""
 	if cp.ID == "" {
 		cp.ID = NewID()
-	} else if dedup && t.seen(cp.ID, now, b.cfg.DedupWindow, b.cfg.DedupMax) {
-		b.stats.duplicates.Add(1)
-		return nil
 	}
-	InjectHeaders(ctx, &cp)
+	InjectHeaders(ctx, cp)
 	cp.Seq = b.seq.Add(1)
-	subs := t.live()
-	if len(subs) == 1 {
-		if err := subs[0].offer(ctx, &cp, b.done); err != nil {
-			return err
-		}
-	} else {
-		// Reserve room in every subscription that blocks or refuses
-		// before delivering to any, so the message reaches all or none.
-		for i, c := range subs {
-			if !c.reserves() {
-				continue
-			}
-			if err := c.reserve(ctx, b.done); err != nil {
-				for _, r := range subs[:i] {
-					if r.reserves() {
-						r.unreserve()
-					}
-				}
-				return err
-			}
-		}
-		for _, c := range subs {
-			c.enqueue(&cp, c.reserves())
-		}
+	if err := deliver(ctx, t.live(), cp, mono, b.done); err != nil {
+		return err
 	}
 	if dedup {
-		t.remember(cp.ID, now)
+		t.dedup.remember(lo, hi, mono, b.cfg.DedupWindow, b.cfg.DedupMax)
 	}
 	if b.cfg.Retention > 0 {
-		t.retain(&cp, b.cfg.Retention, b.cfg.RetentionAge)
+		t.retain(cp, b.cfg.Retention, mono, b.cfg.RetentionAge)
 	}
 	b.stats.published.Add(1)
 	return nil
 }
 
+// deliver hands m to every subscription in subs (sorted by id) at once,
+// holding all their locks, so that it reaches all of them or, on error,
+// none. A full OverflowBlock subscription makes it wait, honouring ctx,
+// and start over.
+func deliver(ctx context.Context, subs []*consumer, m *Message, now int64, done <-chan struct{}) error {
+	for {
+		for _, c := range subs {
+			c.mu.Lock()
+		}
+		var wait <-chan struct{}
+		var full *consumer
+		for _, c := range subs {
+			if c.closed || c.room() {
+				continue
+			}
+			if c.cfg.Overflow == OverflowBlock {
+				wait, full = c.space(), c
+				break
+			}
+			if c.cfg.Overflow == OverflowError {
+				c.stats.Rejected++
+				full = c
+				break
+			}
+		}
+		if full == nil {
+			for _, c := range subs {
+				switch {
+				case c.closed:
+				case c.room():
+					c.admit(m, now)
+				case c.cfg.Overflow == OverflowDropOldest && c.dropOldest():
+					c.admit(m, now)
+				default:
+					c.stats.Dropped++
+				}
+			}
+		}
+		for _, c := range subs {
+			c.mu.Unlock()
+		}
+		switch {
+		case full == nil:
+			return nil
+		case wait == nil:
+			return &QueueFullError{Subscription: full.name}
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return fmt.Errorf("pubsub: waiting for room in subscription %q: %w", full.name, ctx.Err())
+		case <-done:
+			return ErrClosed
+		}
+	}
+}
+
+// topicFor returns the topic named name, creating it if name is valid.
 func (b *MemoryBroker) topicFor(name string) (*topic, error) {
 	b.mu.RLock()
 	t := b.topics[name]
 	b.mu.RUnlock()
 	if t != nil {
 		return t, nil
+	}
+	if err := ValidateTopic(name); err != nil {
+		return nil, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -298,7 +354,8 @@ func (b *MemoryBroker) Subscribe(ctx context.Context, pattern string, h Handler,
 		b.nextName++
 		name = fmt.Sprintf("sub-%d", b.nextName)
 	}
-	c := newConsumer(b, name, pattern, cfg)
+	b.nextID++
+	c := newConsumer(b, b.nextID, name, pattern, cfg)
 	m := c.join(ctx, h, cfg.Concurrency)
 	b.consumers = append(b.consumers, c)
 	if cfg.Group != "" {
@@ -325,16 +382,18 @@ func (b *MemoryBroker) Subscribe(ctx context.Context, pattern string, h Handler,
 			return nil, err
 		}
 	}
-	var replay []Message
+	var replay []*Message
+	now := b.now()
 	for _, t := range ts {
-		t.subs = append(t.subs, c)
-		replay = t.replay(replay, cfg, time.Now(), b.cfg.RetentionAge)
+		i, _ := slices.BinarySearchFunc(t.subs, c.id, func(x *consumer, id uint64) int { return cmp.Compare(x.id, id) })
+		t.subs = slices.Insert(t.subs, i, c)
+		replay = t.replay(replay, cfg, now, b.cfg.RetentionAge)
 	}
 	if len(replay) > 0 {
-		slices.SortFunc(replay, func(x, y Message) int { return cmp.Compare(x.Seq, y.Seq) })
+		slices.SortFunc(replay, func(x, y *Message) int { return cmp.Compare(x.Seq, y.Seq) })
 		c.mu.Lock()
-		for i := range replay {
-			c.admit(&replay[i])
+		for _, m := range replay {
+			c.admit(m, now)
 		}
 		c.mu.Unlock()
 	}
@@ -409,18 +468,16 @@ type topic struct {
 	lock chan struct{}
 	subs []*consumer
 
-	dedup  map[string]time.Time
-	dedupQ []dedupRec // in publish order
-	dqHead int
+	dedup dedupSet
 
-	retained []Message // ring
+	retained []retained // ring
 	rHead    int
 	rLen     int
 }
 
-type dedupRec struct {
-	id string
-	at time.Time
+type retained struct {
+	m  *Message
+	at int64 // nanoseconds since the broker started
 }
 
 func (t *topic) acquire(ctx context.Context, done <-chan struct{}) error {
@@ -452,63 +509,73 @@ func (t *topic) live() []*consumer {
 	return t.subs
 }
 
-// seen reports whether id was published within window, forgetting
-// older IDs.
-func (t *topic) seen(id string, now time.Time, window time.Duration, max int) bool {
-	for t.dqHead < len(t.dedupQ) {
-		r := t.dedupQ[t.dqHead]
-		if now.Sub(r.at) < window && len(t.dedupQ)-t.dqHead <= max {
-			break
-		}
-		if at, ok := t.dedup[r.id]; ok && at.Equal(r.at) {
-			delete(t.dedup, r.id)
-		}
-		t.dedupQ[t.dqHead] = dedupRec{}
-		t.dqHead++
-	}
-	if t.dqHead > 1024 && t.dqHead > len(t.dedupQ)/2 {
-		n := copy(t.dedupQ, t.dedupQ[t.dqHead:])
-		clear(t.dedupQ[n:])
-		t.dedupQ = t.dedupQ[:n]
-		t.dqHead = 0
-	}
-	_, ok := t.dedup[id]
-	return ok
+// dedupSet remembers recent message IDs of a topic in two generations of
+// maps: new IDs go to cur; when cur holds max/2 IDs or is a window old,
+// prev is dropped and cur becomes prev. Nothing is ever deleted one by
+// one, which keeps the maps free of tombstones and lookups short. IDs are
+// remembered as two independent 64-bit hashes, so the maps hold no
+// pointers for the garbage collector to scan; two IDs collide with
+// probability 2^-128.
+type dedupSet struct {
+	cur, prev map[uint64]dedupRec
+	curStart  int64 // when cur was started, in broker time
 }
 
-func (t *topic) remember(id string, now time.Time) {
-	if t.dedup == nil {
-		t.dedup = make(map[string]time.Time)
-	}
-	t.dedup[id] = now
-	t.dedupQ = append(t.dedupQ, dedupRec{id, now}) // bounded by seen
+type dedupRec struct {
+	hi uint64 // the ID's second hash
+	at int64  // when it was published, in broker time
 }
 
-func (t *topic) retain(m *Message, keep int, maxAge time.Duration) {
-	if keep == 0 {
-		return
+var dedupSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+func idHash(id string) (lo, hi uint64) {
+	return maphash.String(dedupSeeds[0], id), maphash.String(dedupSeeds[1], id)
+}
+
+// seen reports whether the ID hashed to lo, hi was published within window.
+func (d *dedupSet) seen(lo, hi uint64, now int64, window time.Duration) bool {
+	for _, m := range [2]map[uint64]dedupRec{d.cur, d.prev} {
+		if r, ok := m[lo]; ok && r.hi == hi && now-r.at < int64(window) {
+			return true
+		}
 	}
+	return false
+}
+
+// remember records an ID published at now.
+func (d *dedupSet) remember(lo, hi uint64, now int64, window time.Duration, max int) {
+	if d.cur == nil || len(d.cur) >= max/2 || now-d.curStart >= int64(window) {
+		old := d.prev
+		d.prev, d.cur, d.curStart = d.cur, old, now
+		if d.cur == nil {
+			d.cur = make(map[uint64]dedupRec)
+		}
+		clear(d.cur)
+	}
+	d.cur[lo] = dedupRec{hi, now}
+}
+
+func (t *topic) retain(m *Message, keep int, now int64, maxAge time.Duration) {
 	if t.retained == nil {
-		t.retained = make([]Message, keep)
+		t.retained = make([]retained, keep)
 	}
-	cp := *m
-	cp.Attempt = 0
+	r := retained{m, now}
 	if t.rLen == keep {
-		t.retained[t.rHead] = cp
+		t.retained[t.rHead] = r
 		t.rHead = (t.rHead + 1) % keep
 	} else {
-		t.retained[(t.rHead+t.rLen)%keep] = cp
+		t.retained[(t.rHead+t.rLen)%keep] = r
 		t.rLen++
 	}
-	t.expire(m.PublishedAt, maxAge)
+	t.expire(now, maxAge)
 }
 
-func (t *topic) expire(now time.Time, maxAge time.Duration) {
+func (t *topic) expire(now int64, maxAge time.Duration) {
 	if maxAge <= 0 {
 		return
 	}
-	for t.rLen > 0 && now.Sub(t.retained[t.rHead].PublishedAt) > maxAge {
-		t.retained[t.rHead] = Message{}
+	for t.rLen > 0 && now-t.retained[t.rHead].at > int64(maxAge) {
+		t.retained[t.rHead] = retained{}
 		t.rHead = (t.rHead + 1) % len(t.retained)
 		t.rLen--
 	}
@@ -516,13 +583,13 @@ func (t *topic) expire(now time.Time, maxAge time.Duration) {
 
 // replay appends the retained messages a new subscription with cfg
 // starts from.
-func (t *topic) replay(dst []Message, cfg SubscribeConfig, now time.Time, maxAge time.Duration) []Message {
+func (t *topic) replay(dst []*Message, cfg SubscribeConfig, now int64, maxAge time.Duration) []*Message {
 	if cfg.Deliver == DeliverNew || t.rLen == 0 {
 		return dst
 	}
 	t.expire(now, maxAge)
 	for i := range t.rLen {
-		m := t.retained[(t.rHead+i)%len(t.retained)]
+		m := t.retained[(t.rHead+i)%len(t.retained)].m
 		switch {
 		case cfg.Deliver == DeliverFromSeq && m.Seq < cfg.StartSeq:
 			continue

@@ -3,7 +3,6 @@ package pubsub
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -99,11 +98,12 @@ const (
 // are linked by index into the arrival list, the ready list and their
 // key's chain.
 type entry struct {
-	msg          Message
-	first, last  time.Time // first and last delivery
-	err          error     // last handler error
-	due          time.Time // redelivery time, when delayed
-	gen          uint32    // bumped on every dispatch and expiry
+	m            *Message // shared by every subscription: read-only
+	attempt      int      // deliveries so far
+	first, last  int64    // first and last delivery, in broker time
+	due          int64    // redelivery time, when delayed, in broker time
+	err          error    // last handler error
+	gen          uint32   // bumped on every dispatch and expiry
 	state        entryState
 	fate         fate
 	ordered      bool
@@ -121,6 +121,7 @@ type chain struct{ head, tail int32 }
 // its members. Everything below mu is guarded by it.
 type consumer struct {
 	b       *MemoryBroker
+	id      uint64 // lock order among consumers
 	name    string
 	pattern string
 	cfg     SubscribeConfig
@@ -133,7 +134,6 @@ type consumer struct {
 	slots        []entry
 	free         []int32
 	count        int // entries held
-	reserved     int // room promised to publishers
 	inflight     int
 	ahead, atail int32
 	rhead, rtail int32
@@ -141,7 +141,7 @@ type consumer struct {
 	chains       map[string]chain // per key, when keyed
 	delayed      []int32          // min-heap on due
 	delayTimer   *time.Timer
-	delayAt      time.Time // when delayTimer fires; zero if stopped
+	delayAt      int64 // when delayTimer fires, in broker time; 0 if stopped
 	watchTimer   *time.Timer
 	watchArmed   bool
 	idle         []*worker
@@ -150,9 +150,9 @@ type consumer struct {
 	stats        SubscriptionStats
 }
 
-func newConsumer(b *MemoryBroker, name, pattern string, cfg SubscribeConfig) *consumer {
+func newConsumer(b *MemoryBroker, id uint64, name, pattern string, cfg SubscribeConfig) *consumer {
 	c := &consumer{
-		b: b, name: name, pattern: pattern, cfg: cfg,
+		b: b, id: id, name: name, pattern: pattern, cfg: cfg,
 		keyed: cfg.Group != "" || cfg.Concurrency > 1,
 		ahead: nilIdx, atail: nilIdx, rhead: nilIdx, rtail: nilIdx,
 		single: chain{nilIdx, nilIdx},
@@ -170,11 +170,7 @@ func newConsumer(b *MemoryBroker, name, pattern string, cfg SubscribeConfig) *co
 	return c
 }
 
-func (c *consumer) reserves() bool {
-	return c.cfg.Overflow == OverflowBlock || c.cfg.Overflow == OverflowError
-}
-
-func (c *consumer) room() bool { return c.count+c.reserved < c.cfg.QueueSize }
+func (c *consumer) room() bool { return c.count < c.cfg.QueueSize }
 
 func (c *consumer) space() <-chan struct{} {
 	if c.spaceCh == nil {
@@ -187,104 +183,6 @@ func (c *consumer) signalSpace() {
 	if c.spaceCh != nil {
 		close(c.spaceCh)
 		c.spaceCh = nil
-	}
-}
-
-// offer delivers m to the only matching subscription, applying its
-// overflow policy.
-func (c *consumer) offer(ctx context.Context, m *Message, done <-chan struct{}) error {
-	c.mu.Lock()
-	for {
-		if c.closed {
-			c.mu.Unlock()
-			return nil
-		}
-		if c.room() {
-			c.admit(m)
-			c.mu.Unlock()
-			return nil
-		}
-		switch c.cfg.Overflow {
-		case OverflowDropNewest:
-			c.stats.Dropped++
-			c.mu.Unlock()
-			return nil
-		case OverflowDropOldest:
-			if c.dropOldest() {
-				c.admit(m)
-			} else {
-				c.stats.Dropped++
-			}
-			c.mu.Unlock()
-			return nil
-		case OverflowError:
-			c.stats.Rejected++
-			c.mu.Unlock()
-			return &QueueFullError{Subscription: c.name}
-		}
-		if err := c.waitSpace(ctx, done); err != nil {
-			return err
-		}
-	}
-}
-
-// waitSpace waits for room; mu is held on entry and, if it returns nil,
-// on return.
-func (c *consumer) waitSpace(ctx context.Context, done <-chan struct{}) error {
-	ch := c.space()
-	c.mu.Unlock()
-	select {
-	case <-ch:
-	case <-ctx.Done():
-		return fmt.Errorf("pubsub: waiting for room in subscription %q: %w", c.name, ctx.Err())
-	case <-done:
-		return ErrClosed
-	}
-	c.mu.Lock()
-	return nil
-}
-
-// reserve promises room for one message (Block and Error policies).
-func (c *consumer) reserve(ctx context.Context, done <-chan struct{}) error {
-	c.mu.Lock()
-	for !c.closed && !c.room() {
-		if c.cfg.Overflow == OverflowError {
-			c.stats.Rejected++
-			c.mu.Unlock()
-			return &QueueFullError{Subscription: c.name}
-		}
-		if err := c.waitSpace(ctx, done); err != nil {
-			return err
-		}
-	}
-	c.reserved++
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *consumer) unreserve() {
-	c.mu.Lock()
-	c.reserved--
-	c.signalSpace()
-	c.mu.Unlock()
-}
-
-// enqueue delivers m, using a reservation if reserved, or else the
-// drop policies.
-func (c *consumer) enqueue(m *Message, reserved bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if reserved {
-		c.reserved--
-	}
-	switch {
-	case c.closed:
-	case reserved || c.room():
-		c.admit(m)
-	case c.cfg.Overflow == OverflowDropOldest && c.dropOldest():
-		c.admit(m)
-	default:
-		c.stats.Dropped++
 	}
 }
 
@@ -328,7 +226,7 @@ func (c *consumer) setChain(key string, ch chain) {
 }
 
 // admit adds m to the queue; mu is held.
-func (c *consumer) admit(m *Message) {
+func (c *consumer) admit(m *Message, now int64) {
 	var idx int32
 	if n := len(c.free); n > 0 {
 		idx = c.free[n-1]
@@ -339,7 +237,7 @@ func (c *consumer) admit(m *Message) {
 	}
 	e := &c.slots[idx]
 	*e = entry{
-		msg: *m, state: stBlocked,
+		m: m, state: stBlocked,
 		prev: c.atail, next: nilIdx, rprev: nilIdx, rnext: nilIdx, knext: nilIdx, hidx: -1,
 		ordered: !c.keyed || m.Key != "",
 	}
@@ -387,7 +285,7 @@ func (c *consumer) remove(idx int32) {
 		c.atail = e.prev
 	}
 	if e.ordered {
-		key := c.chainKey(&e.msg)
+		key := c.chainKey(e.m)
 		ch := c.chain(key)
 		if ch.head == idx {
 			ch.head = e.knext
@@ -464,7 +362,7 @@ func (c *consumer) unready(idx int32) {
 // The delay heap: a binary min-heap of slot indices ordered by due.
 
 func (c *consumer) heapLess(i, j int) bool {
-	return c.slots[c.delayed[i]].due.Before(c.slots[c.delayed[j]].due)
+	return c.slots[c.delayed[i]].due < c.slots[c.delayed[j]].due
 }
 
 func (c *consumer) heapSwap(i, j int) {
@@ -526,11 +424,11 @@ func (c *consumer) delay(idx int32, d time.Duration) {
 	}
 	e := &c.slots[idx]
 	e.state = stDelayed
-	e.due = time.Now().Add(d)
+	e.due = c.b.now() + int64(d)
 	e.hidx = int32(len(c.delayed))
 	c.delayed = append(c.delayed, idx)
 	c.heapUp(int(e.hidx))
-	if c.delayAt.IsZero() || e.due.Before(c.delayAt) {
+	if c.delayAt == 0 || e.due < c.delayAt {
 		c.delayAt = e.due
 		c.delayTimer.Reset(d)
 	}
@@ -543,13 +441,13 @@ func (c *consumer) promote() {
 	if c.closed {
 		return
 	}
-	c.delayAt = time.Time{}
-	now := time.Now()
+	c.delayAt = 0
+	now := c.b.now()
 	for len(c.delayed) > 0 {
 		idx := c.delayed[0]
-		if due := c.slots[idx].due; due.After(now) {
+		if due := c.slots[idx].due; due > now {
 			c.delayAt = due
-			c.delayTimer.Reset(due.Sub(now))
+			c.delayTimer.Reset(time.Duration(due - now))
 			return
 		}
 		c.heapRemove(idx)
@@ -570,11 +468,11 @@ func (c *consumer) fail(idx int32, err error) {
 		c.giveUp(idx, fatePermanent)
 		return
 	}
-	if c.cfg.MaxDeliver > 0 && e.msg.Attempt >= c.cfg.MaxDeliver {
+	if c.cfg.MaxDeliver > 0 && e.attempt >= c.cfg.MaxDeliver {
 		c.giveUp(idx, fateMaxDeliver)
 		return
 	}
-	d := c.backoff(e.msg.Attempt)
+	d := c.backoff(e.attempt)
 	var re *RetryError
 	if errors.As(err, &re) && re.After > 0 {
 		d = re.After
@@ -600,14 +498,14 @@ func (c *consumer) watchdog() {
 	if c.closed {
 		return
 	}
-	now := time.Now()
+	now := c.b.now()
 	next := time.Duration(-1)
 	for _, m := range c.members {
 		for _, w := range m.workers {
 			if w.cur == nilIdx {
 				continue
 			}
-			if ran := now.Sub(w.start); ran >= c.limit {
+			if ran := time.Duration(now - w.start); ran >= c.limit {
 				c.expire(w)
 			} else if left := c.limit - ran; next < 0 || left < next {
 				next = left
@@ -631,7 +529,7 @@ func (c *consumer) expire(w *worker) {
 	c.stats.Expired++
 	w.cancel(ErrAckDeadline)
 	if e.fate != fateDeliver {
-		c.delay(idx, c.backoff(e.msg.Attempt))
+		c.delay(idx, c.backoff(e.attempt))
 		return
 	}
 	c.fail(idx, ErrAckDeadline)
@@ -654,10 +552,8 @@ func (c *consumer) release(w *worker, idx int32, gen uint32) bool {
 	return true
 }
 
-// finish applies a handler's result.
+// finish applies a handler's result; mu is held.
 func (c *consumer) finish(w *worker, idx int32, gen uint32, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if !c.release(w, idx, gen) {
 		return
 	}
@@ -670,30 +566,24 @@ func (c *consumer) finish(w *worker, idx int32, gen uint32, err error) {
 }
 
 // finishDeadLetter applies the result of publishing to the dead-letter
-// topic.
-func (c *consumer) finishDeadLetter(w *worker, idx int32, gen uint32, err error) {
-	c.mu.Lock()
+// topic; mu is held. It returns the retry delay if the publish failed.
+func (c *consumer) finishDeadLetter(w *worker, idx int32, gen uint32, err error) time.Duration {
 	if !c.release(w, idx, gen) {
-		c.mu.Unlock()
-		return
+		return 0
 	}
 	if err == nil {
 		c.stats.DeadLettered++
 		c.remove(idx)
-		c.mu.Unlock()
-		return
+		return 0
 	}
-	attempt := c.slots[idx].msg.Attempt
-	id := c.slots[idx].msg.ID
-	d := c.backoff(attempt)
+	d := c.backoff(c.slots[idx].attempt)
 	c.delay(idx, d)
-	c.mu.Unlock()
-	c.b.log.Warn("pubsub: dead-letter publish failed; will retry",
-		"subscription", c.name, "id", id, "topic", c.cfg.DeadLetterTopic, "retry_in", d, "err", err)
+	return d
 }
 
 // deadLetter builds the dead-letter message for m.
 func (c *consumer) deadLetter(m *Message, f fate, first, last time.Time, err error) *Message {
+	// m.Attempt is the number of deliveries made.
 	h := make(map[string]string, len(m.Headers)+8)
 	maps.Copy(h, m.Headers)
 	reason := "max-deliver"
@@ -727,7 +617,8 @@ func (c *consumer) closeLocked() []Undelivered {
 	var lost []Undelivered
 	for i := c.ahead; i != nilIdx; i = c.slots[i].next {
 		e := &c.slots[i]
-		m := e.msg
+		m := *e.m
+		m.Attempt = e.attempt
 		lost = append(lost, Undelivered{Subscription: c.name, Message: &m, Err: e.err})
 	}
 	c.slots, c.free, c.delayed, c.chains, c.idle = nil, nil, nil, nil, nil
@@ -869,7 +760,7 @@ type worker struct {
 	ctx    context.Context // the handler's parent context; under c.mu
 	cancel context.CancelCauseFunc
 	cur    int32 // slot in flight, or nilIdx; under c.mu
-	start  time.Time
+	start  int64 // when the delivery in flight started, in broker time
 }
 
 // delivery is a handler's context and message in one allocation.
@@ -911,9 +802,8 @@ func (c *consumer) next(w *worker) int32 {
 func (w *worker) run() {
 	m := w.m
 	c := m.c
+	c.mu.Lock()
 	for {
-		d := new(delivery)
-		c.mu.Lock()
 		idx := c.next(w)
 		if idx == nilIdx {
 			w.cancel(nil)
@@ -928,36 +818,44 @@ func (w *worker) run() {
 		e.gen++
 		gen := e.gen
 		c.inflight++
-		now := time.Now()
+		now := c.b.now()
 		f := e.fate
 		if f == fateDeliver {
-			e.msg.Attempt++
+			e.attempt++
 			c.stats.Delivered++
-			if e.msg.Attempt > 1 {
+			if e.attempt > 1 {
 				c.stats.Redelivered++
 			}
-			if e.first.IsZero() {
+			if e.attempt == 1 {
 				e.first = now
 			}
 			e.last = now
 		}
-		d.msg = e.msg
-		first, last, lastErr := e.first, e.last, e.err
+		msg, attempt, first, last, lastErr := e.m, e.attempt, e.first, e.last, e.err
 		w.cur, w.start = idx, now
 		if c.limit > 0 && !c.watchArmed {
 			c.watchArmed = true
 			c.watchTimer.Reset(c.limit)
 		}
-		d.Context = w.ctx
+		ctx := w.ctx
 		c.mu.Unlock()
 
+		d := &delivery{Context: ctx, msg: *msg}
+		d.msg.Attempt = attempt
 		if f != fateDeliver {
-			dl := c.deadLetter(&d.msg, f, first, last, lastErr)
+			dl := c.deadLetter(&d.msg, f, c.b.wall(first), c.b.wall(last), lastErr)
 			err := c.b.Publish(m.ctx, c.cfg.DeadLetterTopic, dl)
-			c.finishDeadLetter(w, idx, gen, err)
+			c.mu.Lock()
+			if retry := c.finishDeadLetter(w, idx, gen, err); retry > 0 {
+				c.mu.Unlock()
+				c.b.log.Warn("pubsub: dead-letter publish failed; will retry", "subscription", c.name,
+					"id", msg.ID, "topic", c.cfg.DeadLetterTopic, "retry_in", retry, "err", err)
+				c.mu.Lock()
+			}
 			continue
 		}
 		err := m.h(d, &d.msg)
+		c.mu.Lock()
 		c.finish(w, idx, gen, err)
 	}
 }
