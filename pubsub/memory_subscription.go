@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -33,6 +34,9 @@ func (cfg SubscribeConfig) normalize(pattern string) (SubscribeConfig, error) {
 		if d < 0 {
 			return bad("Backoff", "negative delay "+d.String())
 		}
+	}
+	if n := len(cfg.Backoff); cfg.MaxDeliver < 0 && n > 0 && cfg.Backoff[n-1] == 0 {
+		return bad("Backoff", "last delay is zero with unlimited MaxDeliver: an immediate redelivery loop")
 	}
 	if t := cfg.DeadLetterTopic; t != "" {
 		if err := ValidateTopic(t); err != nil {
@@ -779,7 +783,7 @@ func (d *delivery) Value(key any) any {
 // next returns the next ready entry, waiting for one, or nilIdx when w
 // must exit. mu is held on entry and return.
 func (c *consumer) next(w *worker) int32 {
-	for {
+	for yielded := false; ; {
 		if w.m.stopping || c.closed || w.m.ctx.Err() != nil {
 			return nilIdx
 		}
@@ -787,15 +791,19 @@ func (c *consumer) next(w *worker) int32 {
 			c.unready(idx)
 			return idx
 		}
+		if !yielded {
+			// Let a publisher that is ready to run go first: the next
+			// message then often arrives without a park and a wake-up.
+			yielded = true
+			c.mu.Unlock()
+			runtime.Gosched()
+			c.mu.Lock()
+			continue
+		}
 		c.idle = append(c.idle, w)
 		c.mu.Unlock()
-		select {
-		case <-w.wake:
-			c.mu.Lock()
-		case <-w.m.ctx.Done():
-			c.mu.Lock()
-			c.idle = slices.DeleteFunc(c.idle, func(x *worker) bool { return x == w })
-		}
+		<-w.wake // from makeReady, or from stop, which Close and the end of the Subscribe context call
+		c.mu.Lock()
 	}
 }
 

@@ -106,6 +106,7 @@ func Run(t *testing.T, f Features, newBackend func(t *testing.T) Backend) {
 		{"Replay", f.Replay, s.testReplay},
 		{"AckDeadline", f.AckDeadline, s.testAckDeadline},
 		{"Overflow", f.Overflow, s.testOverflow},
+		{"StalledSubscriptionDoesNotSlowOthers", f.Overflow, s.testStalledSubscriptionDoesNotSlowOthers},
 		{"Shutdown", f.Shutdown, s.testShutdown},
 	}
 	for _, tc := range tests {
@@ -290,6 +291,7 @@ func (s *suite) testInvalidInput(t *testing.T, b Backend) {
 		"unknown overflow":        {Overflow: 99},
 		"invalid dead letter":     {DeadLetterTopic: "dead.*"},
 		"dead letter matches own": {DeadLetterTopic: "a.dead"},
+		"redelivery loop":         {MaxDeliver: -1, Backoff: []time.Duration{time.Second, 0}},
 	} {
 		if _, err := b.Subscribe(ctx, "a.>", nop, cfg); !errors.Is(err, pubsub.ErrInvalidConfig) {
 			t.Errorf("Subscribe with %s = %v, want ErrInvalidConfig", name, err)
@@ -856,6 +858,28 @@ func (s *suite) testOverflow(t *testing.T, b Backend) {
 		if st.Dropped != c.dropped || st.Rejected != c.reject || st.Pending+st.InFlight != 2 {
 			t.Errorf("%s: stats %+v, want Dropped %d, Rejected %d, 2 held", name, st, c.dropped, c.reject)
 		}
+	}
+}
+
+func (s *suite) testStalledSubscriptionDoesNotSlowOthers(t *testing.T, b Backend) {
+	block := make(chan struct{})
+	defer close(block)
+	stalled := subscribe(t, b, "stall", func(ctx context.Context, _ *pubsub.Message) error {
+		select {
+		case <-block:
+		case <-ctx.Done():
+		}
+		return nil
+	}, pubsub.SubscribeConfig{QueueSize: 5, Overflow: pubsub.OverflowDropOldest})
+	r := newRecorder()
+	subscribe(t, b, "stall", r.handler(nil), pubsub.SubscribeConfig{})
+	const n = 300
+	for i := range n {
+		publish(t, b, "stall", numbered(i))
+	}
+	inOrder(t, "healthy subscription", r.exactly(t, n))
+	if st := stalled.Stats(); st.Dropped != n-5 {
+		t.Errorf("stalled subscription dropped %d, want %d", st.Dropped, n-5)
 	}
 }
 
