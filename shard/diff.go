@@ -4,45 +4,77 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"slices"
+	"sort"
+	"strings"
 )
 
-// Move is a range of keys that changes owner between two maps.
+// Move is the set of key ranges that change owner from one shard to
+// another between two maps.
 type Move struct {
-	Range Range
-	From  string
-	To    string
+	From string
+	To   string
+	// Ranges are disjoint, in key-space order, and never adjacent (adjacent
+	// pieces are reported as one range).
+	Ranges []Range
 }
 
-func (mv Move) String() string { return fmt.Sprintf("%v: %s -> %s", mv.Range, mv.From, mv.To) }
+// Contains reports whether key falls in one of the move's ranges.
+func (mv Move) Contains(key string) bool {
+	if len(mv.Ranges) == 0 {
+		return false
+	}
+	if mv.Ranges[0].Hashed {
+		h := Hash(key)
+		i := sort.Search(len(mv.Ranges), func(i int) bool { return mv.Ranges[i].Hi >= h })
+		return i < len(mv.Ranges) && mv.Ranges[i].Lo <= h
+	}
+	i := sort.Search(len(mv.Ranges), func(i int) bool {
+		return mv.Ranges[i].End == "" || mv.Ranges[i].End > key
+	})
+	return i < len(mv.Ranges) && mv.Ranges[i].Start <= key
+}
 
-// Diff returns exactly the ranges of keys whose owner differs between old
-// and new, in key-space order, with neighbouring pieces that move between
-// the same two shards reported as one range. A key k moves from a to b if
-// and only if some returned Move contains k with From a and To b. It
-// returns an error wrapping [ErrStrategy] if old and new are of different
-// strategies.
+func (mv Move) String() string {
+	return fmt.Sprintf("%s -> %s: %d range(s) from %v", mv.From, mv.To, len(mv.Ranges), mv.Ranges[0])
+}
+
+// Diff returns exactly the key ranges whose owner differs between old and
+// new, as one Move per (From, To) pair, sorted by From then To. A key k
+// moves from a to b if and only if the Move with From a and To b contains
+// it. It returns an error wrapping [ErrStrategy] if old and new are of
+// different strategies.
 func Diff(old, new *Map) ([]Move, error) {
 	if old.hashed != new.hashed {
 		return nil, fmt.Errorf("%w: cannot diff a hash map against a range map", ErrStrategy)
 	}
+	var out []Move
+	add := func(from, to string, r Range) {
+		i, ok := slices.BinarySearchFunc(out, Move{From: from, To: to}, func(a, b Move) int {
+			if c := strings.Compare(a.From, b.From); c != 0 {
+				return c
+			}
+			return strings.Compare(a.To, b.To)
+		})
+		if !ok {
+			out = slices.Insert(out, i, Move{From: from, To: to})
+		}
+		out[i].Ranges = append(out[i].Ranges, r)
+	}
 	if old.hashed {
 		aStarts, aOwners := old.hashTiling()
 		bStarts, bOwners := new.hashTiling()
-		pieces := diffPieces(aStarts, aOwners, bStarts, bOwners)
-		out := make([]Move, len(pieces))
-		for i, p := range pieces {
+		for _, p := range diffPieces(aStarts, aOwners, bStarts, bOwners) {
 			hi := uint64(math.MaxUint64)
 			if p.hasEnd {
 				hi = p.end - 1
 			}
-			out[i] = Move{Range: Range{Hashed: true, Lo: p.start, Hi: hi}, From: p.from, To: p.to}
+			add(p.from, p.to, Range{Hashed: true, Lo: p.start, Hi: hi})
 		}
 		return out, nil
 	}
-	pieces := diffPieces(old.starts, old.ownerNames(), new.starts, new.ownerNames())
-	out := make([]Move, len(pieces))
-	for i, p := range pieces {
-		out[i] = Move{Range: Range{Start: p.start, End: p.end}, From: p.from, To: p.to}
+	for _, p := range diffPieces(old.starts, old.ownerNames(), new.starts, new.ownerNames()) {
+		add(p.from, p.to, Range{Start: p.start, End: p.end})
 	}
 	return out, nil
 }
@@ -84,6 +116,7 @@ func diffPieces[P cmp.Ordered](aStarts []P, aOwners []string, bStarts []P, bOwne
 		}
 		if from, to := aOwners[i], bOwners[j]; from != to {
 			if n := len(out); n > 0 && out[n-1].hasEnd && out[n-1].end == pos && out[n-1].from == from && out[n-1].to == to {
+				// Extend the previous piece.
 				out[n-1].end, out[n-1].hasEnd = end, hasEnd
 			} else {
 				out = append(out, piece[P]{start: pos, end: end, hasEnd: hasEnd, from: from, to: to})

@@ -15,7 +15,7 @@ import (
 
 // DefaultPartitions is the number of hash partitions of a hash map when
 // HashConfig.Partitions is zero.
-const DefaultPartitions = 4096
+const DefaultPartitions = 16384
 
 // MaxPartitions is the largest accepted HashConfig.Partitions.
 const MaxPartitions = 1 << 20
@@ -25,8 +25,11 @@ const MaxPartitions = 1 << 20
 type HashConfig struct {
 	// Partitions is the number of equal hash ranges the key space is cut
 	// into; each is owned by one shard and moves as a unit. It must be a
-	// power of two. Zero means DefaultPartitions (4096): with up to a few
-	// hundred shards, enough for an even spread at a 16 KB table.
+	// power of two. Zero means DefaultPartitions (16384, as in Redis
+	// Cluster): a 64 KB table that spreads keys within about 10% of the
+	// mean up to 16 shards. The spread grows as the square root of
+	// shards/Partitions: raise Partitions (65536 for 64 shards) or set
+	// Epsilon for more shards.
 	Partitions int
 	// Ring configures the hashring that assigns partitions to shards. The
 	// zero value is hashring's default.

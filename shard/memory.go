@@ -75,27 +75,29 @@ func (s *MemoryStore) PutIfAbsent(key string, val []byte) bool {
 	return true
 }
 
-// Snapshot returns a copy of the live (non-deleted) entries in r.
-func (s *MemoryStore) Snapshot(r Range) map[string][]byte {
+// Snapshot returns a copy of the live (non-deleted) entries for which in
+// returns true.
+func (s *MemoryStore) Snapshot(in func(key string) bool) map[string][]byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := map[string][]byte{}
 	for k, e := range s.data {
-		if !e.deleted && r.Contains(k) {
+		if !e.deleted && in(k) {
 			out[k] = slices.Clone(e.val)
 		}
 	}
 	return out
 }
 
-// DeleteRange removes every entry in r; with tombstonesOnly it removes only
-// tombstones. It returns the number of entries removed.
-func (s *MemoryStore) DeleteRange(r Range, tombstonesOnly bool) int {
+// DeleteFunc removes every entry for which in returns true; with
+// tombstonesOnly it removes only tombstones. It returns the number of
+// entries removed.
+func (s *MemoryStore) DeleteFunc(in func(key string) bool, tombstonesOnly bool) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for k, e := range s.data {
-		if (e.deleted || !tombstonesOnly) && r.Contains(k) {
+		if (e.deleted || !tombstonesOnly) && in(k) {
 			delete(s.data, k)
 			n++
 		}
@@ -195,14 +197,14 @@ func (kv *KV) Reshard(ctx context.Context, next *Map) error {
 	return kv.router.Reshard(ctx, next, kv, add)
 }
 
-// Copy implements [Mover]: it copies the live keys of m.Range from m.From
-// to m.To without overwriting anything m.To holds.
+// Copy implements [Mover]: it copies the live keys in m's ranges from
+// m.From to m.To without overwriting anything m.To holds.
 func (kv *KV) Copy(ctx context.Context, m Move) error {
 	from, to, err := kv.stores(m)
 	if err != nil {
 		return err
 	}
-	for k, v := range from.Snapshot(m.Range) {
+	for k, v := range from.Snapshot(m.Contains) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -211,15 +213,15 @@ func (kv *KV) Copy(ctx context.Context, m Move) error {
 	return nil
 }
 
-// Cleanup implements [Mover]: it deletes m.Range from m.From and drops the
-// tombstones in m.Range on m.To.
+// Cleanup implements [Mover]: it deletes m's ranges from m.From and drops
+// the tombstones in them on m.To.
 func (kv *KV) Cleanup(_ context.Context, m Move) error {
 	from, to, err := kv.stores(m)
 	if err != nil {
 		return err
 	}
-	from.DeleteRange(m.Range, false)
-	to.DeleteRange(m.Range, true)
+	from.DeleteFunc(m.Contains, false)
+	to.DeleteFunc(m.Contains, true)
 	return nil
 }
 

@@ -14,15 +14,16 @@ import (
 // implement it for their stores; [KV] is the in-memory reference
 // implementation.
 type Mover interface {
-	// Copy copies every key of m.Range from shard m.From to shard m.To. It
+	// Copy copies every key in m's ranges ([Move.Contains]) from shard
+	// m.From to shard m.To. It
 	// must not overwrite a key that m.To already holds, including a
 	// deletion recorded there: while the range moves, writes go to m.To and
 	// are newer than anything on m.From. It may be called again for the
 	// same move after a failure, so it must be idempotent.
 	Copy(ctx context.Context, m Move) error
 	// Cleanup runs once the move is complete and no reader can fall back to
-	// m.From any more: it deletes m.Range from m.From, and may drop any
-	// deletion markers Copy's contract made m.To keep for the range. It may
+	// m.From any more: it deletes m's ranges from m.From, and may drop any
+	// deletion markers Copy's contract made m.To keep for them. It may
 	// be called again after a failure.
 	Cleanup(ctx context.Context, m Move) error
 }
@@ -223,7 +224,7 @@ func (r *Router[T]) Reshard(ctx context.Context, next *Map, mover Mover, add map
 				return fmt.Errorf("shard: reshard to epoch %d: %w", next.epoch, err)
 			}
 			if err := r.mover.Copy(ctx, mv); err != nil {
-				return &ShardError{Shard: mv.From, Err: fmt.Errorf("copy %v: %w", mv, err)}
+				return &ShardError{Shard: mv.From, Err: fmt.Errorf("copy to %s: %w", mv.To, err)}
 			}
 		}
 		// Step 2: the new map alone.
@@ -240,7 +241,7 @@ func (r *Router[T]) Reshard(ctx context.Context, next *Map, mover Mover, add map
 			return fmt.Errorf("shard: reshard to epoch %d: %w", next.epoch, err)
 		}
 		if err := r.mover.Cleanup(ctx, mv); err != nil {
-			return &ShardError{Shard: mv.From, Err: fmt.Errorf("cleanup %v: %w", mv, err)}
+			return &ShardError{Shard: mv.From, Err: fmt.Errorf("cleanup after move to %s: %w", mv.To, err)}
 		}
 		r.cleanup = r.cleanup[1:]
 	}
