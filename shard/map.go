@@ -157,20 +157,21 @@ func buildHash(cfg HashConfig, epoch uint64, shards []string) (*Map, error) {
 	if err := ring.Add(names...); err != nil {
 		return nil, err
 	}
-	keys := make([]string, cfg.Partitions)
-	for p := range keys {
-		keys[p] = "partition-" + strconv.Itoa(p)
-	}
+	// Partition p is placed as the key "partition-<p>".
 	var owners []string
 	if cfg.Epsilon > 0 {
-		owners, err = ring.Assign(keys, cfg.Epsilon)
-		if err != nil {
+		keys := make([]string, cfg.Partitions)
+		for p := range keys {
+			keys[p] = "partition-" + strconv.Itoa(p)
+		}
+		if owners, err = ring.Assign(keys, cfg.Epsilon); err != nil {
 			return nil, err
 		}
 	} else {
-		owners = make([]string, len(keys))
-		for p, k := range keys {
-			if owners[p], err = ring.Locate(k); err != nil {
+		owners = make([]string, cfg.Partitions)
+		buf := append(make([]byte, 0, 32), "partition-"...)
+		for p := range owners {
+			if owners[p], err = ring.LocateBytes(strconv.AppendInt(buf[:10], int64(p), 10)); err != nil {
 				return nil, err
 			}
 		}
@@ -275,16 +276,19 @@ func (m *Map) Has(shard string) bool {
 }
 
 // Locate returns the shard that owns key.
-func (m *Map) Locate(key string) string {
+func (m *Map) Locate(key string) string { return m.shards[m.locate(key)] }
+
+// locate returns the index in m.shards of key's owner.
+func (m *Map) locate(key string) uint32 {
 	if m.hashed {
-		return m.shards[m.parts[Hash(key)>>m.shift]]
+		return m.parts[Hash(key)>>m.shift]
 	}
 	// The last range whose start is <= key; starts[0] is "".
 	i := sort.SearchStrings(m.starts, key)
 	if i == len(m.starts) || m.starts[i] != key {
 		i--
 	}
-	return m.shards[m.owners[i]]
+	return m.owners[i]
 }
 
 // Assignments returns the whole key space as ordered ranges with their

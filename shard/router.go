@@ -52,6 +52,8 @@ type state[T any] struct {
 	m    *Map
 	prev *Map // non-nil while moving from prev to m
 	res  map[string]T
+	cur  []T // resources of m.shards, by index
+	old  []T // resources of prev.shards, by index
 
 	pins    atomic.Int64
 	retired atomic.Bool
@@ -60,7 +62,16 @@ type state[T any] struct {
 }
 
 func newState[T any](m, prev *Map, res map[string]T) *state[T] {
-	return &state[T]{m: m, prev: prev, res: res, drained: make(chan struct{})}
+	s := &state[T]{m: m, prev: prev, res: res, drained: make(chan struct{})}
+	for _, name := range m.shards {
+		s.cur = append(s.cur, res[name])
+	}
+	if prev != nil {
+		for _, name := range prev.shards {
+			s.old = append(s.old, res[name])
+		}
+	}
+	return s
 }
 
 func (s *state[T]) unpin() {
@@ -77,11 +88,11 @@ func (s *state[T]) retire() {
 }
 
 func (s *state[T]) route(key string) Route[T] {
-	owner := s.m.Locate(key)
-	rt := Route[T]{Epoch: s.m.epoch, Shard: owner, Res: s.res[owner]}
+	i := s.m.locate(key)
+	rt := Route[T]{Epoch: s.m.epoch, Shard: s.m.shards[i], Res: s.cur[i]}
 	if s.prev != nil {
-		if from := s.prev.Locate(key); from != owner {
-			rt.Fallback, rt.FallbackRes = from, s.res[from]
+		if j := s.prev.locate(key); s.prev.shards[j] != rt.Shard {
+			rt.Fallback, rt.FallbackRes = s.prev.shards[j], s.old[j]
 		}
 	}
 	return rt
