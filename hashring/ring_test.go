@@ -265,13 +265,21 @@ func TestReplaceIsTheSameAsBuildingAfresh(t *testing.T) {
 	assert.Zero(t, r.Len())
 }
 
-// TestQuality checks the quality contract at a tenth of the full size (the
-// full-size report is go run ./hashring/internal/ringreport).
-func TestQuality(t *testing.T) {
-	if testing.Short() {
-		t.Skip("quality sampling takes a few seconds")
+// seeds returns how many seeds the statistical tests use: fewer under the
+// race detector.
+func seeds(n uint64) uint64 {
+	if raceEnabled {
+		return 1
 	}
-	for seed := uint64(1); seed <= 3; seed++ {
+	return n
+}
+
+// TestQuality checks the quality contract at a fifth of the full size (the
+// full-size report is go run ./hashring/internal/ringreport): balance over
+// 100 nodes, joins that move keys only to the joiner, leaves that move only
+// the leaver's keys.
+func TestQuality(t *testing.T) {
+	for seed := uint64(1); seed <= seeds(3); seed++ {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			res, err := quality.Measure(quality.Params{Nodes: 100, Keys: 200_000, Seed: seed})
 			require.NoError(t, err)
@@ -285,26 +293,19 @@ func TestQuality(t *testing.T) {
 	}
 }
 
-// TestJoinMovesTheIdealShare measures a join over a million hashed
-// positions, enough that sampling noise (about 1%) leaves room to check the
-// 1.05 bound.
+// TestJoinMovesTheIdealShare measures the share a joining node takes over a
+// million hashed positions, enough that sampling noise (about 1%) leaves
+// room to check the 1.05 bound. Since a join moves keys only to the joiner
+// (TestQuality, FuzzRing), the keys it owns afterwards are the keys moved.
 func TestJoinMovesTheIdealShare(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a million lookups")
-	}
 	const n, samples = 100, 1_000_000
-	for seed := uint64(1); seed <= 2; seed++ {
+	for seed := uint64(1); seed <= seeds(2); seed++ {
 		r := newRing(t, hashring.Config{}, quality.Names(n, seed)...)
-		before := newRing(t, hashring.Config{}, quality.Names(n, seed)...)
 		require.NoError(t, r.Add("joiner"))
 		rng := rand.New(rand.NewPCG(seed, 1))
 		moved := 0
 		for range samples {
-			h := rng.Uint64()
-			a, _ := before.LocateHash(h)
-			b, _ := r.LocateHash(h)
-			if a != b {
-				require.Equal(t, "joiner", b)
+			if o, _ := r.LocateHash(rng.Uint64()); o == "joiner" {
 				moved++
 			}
 		}
