@@ -5,7 +5,7 @@ go 1.26.0
 require (
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/stretchr/testify v1.12.1
-	golang.org/x/sync v0.25.0
+	golang.org/x/sync v0.23.0
 )
 
 require go.yaml.in/yaml/v3 v3.0.5 // indirect
