@@ -1,0 +1,16 @@
+package eventsource_test
+
+import (
+	"testing"
+
+	"github.com/distkit/distkit/eventsource"
+	"github.com/distkit/distkit/eventsource/eventsourcetest"
+)
+
+func TestMemoryStoreConformance(t *testing.T) {
+	eventsourcetest.Run(t, func(*testing.T) eventsource.Store { return eventsource.NewMemoryStore() })
+}
+
+func TestMemorySnapshotStoreConformance(t *testing.T) {
+	eventsourcetest.RunSnapshotStore(t, func(*testing.T) eventsource.SnapshotStore { return eventsource.NewMemorySnapshotStore() })
+}
