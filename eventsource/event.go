@@ -203,9 +203,11 @@ func Category(streamID string) string {
 // NewID returns a fresh event ID: a version 7 UUID (48 bits of Unix
 // milliseconds, then random bits), so IDs sort roughly by creation time,
 // which keeps database indexes compact. It is safe for concurrent use.
-func NewID() string {
+func NewID() string { return newID(time.Now()) }
+
+func newID(now time.Time) string {
 	var b [16]byte
-	ms := uint64(time.Now().UnixMilli())
+	ms := uint64(now.UnixMilli())
 	binary.BigEndian.PutUint64(b[0:8], ms<<16|rand.Uint64()&0xffff)
 	binary.BigEndian.PutUint64(b[8:16], rand.Uint64())
 	b[6] = b[6]&0x0f | 0x70 // version 7

@@ -3,6 +3,7 @@ package eventsource
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"iter"
 	"slices"
 	"sort"
@@ -14,8 +15,8 @@ import (
 var _ Store = (*MemoryStore)(nil)
 
 const (
-	segShift = 12
-	segSize  = 1 << segShift // events per log segment
+	segShift = 8
+	segSize  = 1 << segShift // events per log segment: small enough to zero in cache
 	segMask  = segSize - 1
 
 	arenaChunk    = 64 << 10 // payload arena chunk size
@@ -54,9 +55,14 @@ type MemoryStore struct {
 	head atomic.Uint64              // position of the last committed event
 	dir  atomic.Pointer[[]*segment] // the log's segments, copy-on-grow
 
-	mu       sync.Mutex
-	streams  map[string]*memStream
-	ids      map[string]uint64 // event ID -> position
+	mu      sync.Mutex
+	streams map[string]*memStream
+	// The event ID index: a pointer-free map from the ID's hash to the
+	// position of the event with that ID, and, for the rare ID whose hash
+	// collides with another stored ID's, an exact map.
+	seed       maphash.Seed
+	ids        map[uint64]uint64
+	idCollided map[string]uint64
 	lastTime time.Time
 	waitCh   chan struct{} // closed and cleared by the next commit; nil when no one waits
 	arena    []byte
@@ -113,7 +119,7 @@ func (m *MemoryStore) AppendStreams(ctx context.Context, appends ...StreamAppend
 
 // validate checks an append without the lock and returns the event IDs to
 // store, generating the missing ones.
-func validate(appends []StreamAppend, ids []string) ([]string, error) {
+func validate(appends []StreamAppend, ids []string, now time.Time) ([]string, error) {
 	for i, a := range appends {
 		if a.StreamID == "" {
 			return nil, invalidf("empty stream ID")
@@ -139,7 +145,7 @@ func validate(appends []StreamAppend, ids []string) ([]string, error) {
 			}
 			id := e.ID
 			if id == "" {
-				id = NewID()
+				id = newID(now)
 			}
 			ids = append(ids, id)
 		}
@@ -165,29 +171,41 @@ func validate(appends []StreamAppend, ids []string) ([]string, error) {
 }
 
 func (m *MemoryStore) append(appends []StreamAppend, results []AppendResult) error {
+	now := time.Now().UTC()
 	var idBuf [4]string
-	ids, err := validate(appends, idBuf[:0])
+	ids, err := validate(appends, idBuf[:0], now)
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.streams == nil {
 		m.streams = make(map[string]*memStream)
-		m.ids = make(map[string]uint64)
+		m.seed = maphash.MakeSeed()
+		m.ids = make(map[uint64]uint64)
+		m.idCollided = make(map[string]uint64)
 	}
 
 	// Idempotency: a stored first ID means a re-send (or a misuse).
-	if pos, ok := m.ids[ids[0]]; ok {
-		return m.resend(appends, ids, pos, results)
-	}
-	for _, id := range ids[1:] {
-		if pos, ok := m.ids[id]; ok {
+	var hashBuf [4]uint64
+	hashes := hashBuf[:0]
+	for i, id := range ids {
+		h, pos, found, taken := m.lookupID(id)
+		if found {
+			if i == 0 {
+				return m.resend(appends, ids, pos, results)
+			}
 			r := m.record(pos)
 			return fmt.Errorf("%w: %q is event %d of stream %q", ErrDuplicateEventID, id, r.ev.Version, r.ev.StreamID)
 		}
+		if taken {
+			h = 0 // a hash collision: index this ID exactly
+		}
+		hashes = append(hashes, h)
+	}
+	if len(hashes) > 1 {
+		sameBatchCollisions(hashes)
 	}
 
 	var streamBuf [1]*memStream
@@ -239,7 +257,11 @@ func (m *MemoryStore) append(appends []StreamAppend, results []AppendResult) err
 				Metadata:      e.Metadata.clone(),
 			}
 			s.positions = append(s.positions, pos)
-			m.ids[ids[k]] = pos
+			if h := hashes[k]; h != 0 {
+				m.ids[h] = pos
+			} else {
+				m.idCollided[ids[k]] = pos
+			}
 			k++
 		}
 		res.Version = uint64(len(s.positions))
@@ -252,6 +274,42 @@ func (m *MemoryStore) append(appends []StreamAppend, results []AppendResult) err
 		m.waitCh = nil
 	}
 	return nil
+}
+
+// lookupID returns the hash of id and the position of the event with that
+// ID, if any. taken reports whether another stored ID has the same hash.
+// Caller holds mu.
+func (m *MemoryStore) lookupID(id string) (h, pos uint64, found, taken bool) {
+	h = maphash.String(m.seed, id) | 1 // never 0: 0 marks a collision below
+	pos, taken = m.ids[h]
+	if !taken {
+		return h, 0, false, false
+	}
+	if m.record(pos).ev.ID == id {
+		return h, pos, true, true
+	}
+	pos, found = m.idCollided[id]
+	return h, pos, found, true
+}
+
+// sameBatchCollisions zeroes (marks as collisions) the hashes that repeat
+// an earlier hash of the same append.
+func sameBatchCollisions(hashes []uint64) {
+	if len(hashes) <= 16 {
+		for i := 1; i < len(hashes); i++ {
+			if hashes[i] != 0 && slices.Contains(hashes[:i], hashes[i]) {
+				hashes[i] = 0
+			}
+		}
+		return
+	}
+	seen := make(map[uint64]struct{}, len(hashes))
+	for i, h := range hashes {
+		if _, dup := seen[h]; dup {
+			hashes[i] = 0
+		}
+		seen[h] = struct{}{}
+	}
 }
 
 // resend handles an append whose first event ID is stored at position pos:
@@ -294,11 +352,9 @@ func (m *MemoryStore) slot(pos uint64) *record {
 		dir = *p
 	}
 	if idx >= uint64(len(dir)) {
-		// Readers hold the old directory; publish a new one.
-		grown := make([]*segment, len(dir)+1, max(2*len(dir), 4))
-		copy(grown, dir)
-		grown[len(dir)] = new(segment)
-		dir = grown
+		// Readers keep their shorter view: append writes only past its
+		// end (or copies), then the longer view is published.
+		dir = append(dir, new(segment))
 		m.dir.Store(&dir)
 	}
 	return &dir[idx][(pos-1)&segMask]
