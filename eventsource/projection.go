@@ -186,6 +186,7 @@ type MemoryProjection[S any] struct {
 	state      S
 	checkpoint uint64
 	apply      func(state *S, ev Event) error
+	advanced   chan struct{} // closed and cleared when the checkpoint moves; nil when no one waits
 }
 
 // NewMemoryProjection returns a projection starting from initial with
@@ -211,6 +212,7 @@ func (m *MemoryProjection[S]) Apply(ctx context.Context, events []Event, checkpo
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.notify()
 	for _, ev := range events {
 		if ev.Position <= m.checkpoint {
 			continue
@@ -222,6 +224,39 @@ func (m *MemoryProjection[S]) Apply(ctx context.Context, events []Event, checkpo
 	}
 	m.checkpoint = max(m.checkpoint, checkpoint)
 	return nil
+}
+
+// notify wakes WaitFor callers after an Apply. Caller holds mu.
+func (m *MemoryProjection[S]) notify() {
+	if m.advanced != nil {
+		close(m.advanced)
+		m.advanced = nil
+	}
+}
+
+// WaitFor blocks until the checkpoint is at least position, then returns
+// it: a reader holding the position of a write (a consistency token) waits
+// here to read its own write. On cancellation it returns the checkpoint and
+// an error wrapping ctx.Err().
+func (m *MemoryProjection[S]) WaitFor(ctx context.Context, position uint64) (uint64, error) {
+	for {
+		m.mu.Lock()
+		cp := m.checkpoint
+		if cp >= position {
+			m.mu.Unlock()
+			return cp, nil
+		}
+		if m.advanced == nil {
+			m.advanced = make(chan struct{})
+		}
+		ch := m.advanced
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return cp, fmt.Errorf("eventsource: wait for projection to reach position %d (at %d): %w", position, cp, ctx.Err())
+		}
+	}
 }
 
 // Read calls fn with the current state and the checkpoint it reflects,

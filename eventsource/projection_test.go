@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -261,4 +262,40 @@ func TestNewProjectorConfigErrors(t *testing.T) {
 	} {
 		assert.ErrorIs(t, err, eventsource.ErrInvalidConfig, name)
 	}
+}
+
+func TestMemoryProjectionWaitFor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		s := eventsource.NewMemoryStore()
+		p := newBalances(accountRegistry(t))
+		pr, err := eventsource.NewProjector(s, p, eventsource.ProjectorConfig{})
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() { done <- pr.Run(ctx) }()
+
+		cp, err := p.WaitFor(ctx, 0)
+		require.NoError(t, err)
+		assert.Zero(t, cp)
+
+		// A write's position is the token its reader waits for.
+		repo := newAccounts(t, s, eventsource.RepositoryConfig[*account]{})
+		res, err := repo.Execute(ctx, "1", deposit(42))
+		require.NoError(t, err)
+		cp, err = p.WaitFor(ctx, res.Position)
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, cp, res.Position)
+		bal, _, _ := snapshotOf(p)
+		assert.Equal(t, int64(42), bal["account-1"])
+
+		// A token from the future times out, in fake time.
+		wctx, wcancel := context.WithTimeout(ctx, time.Second)
+		defer wcancel()
+		_, err = p.WaitFor(wctx, res.Position+10)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+	})
 }
