@@ -63,10 +63,10 @@ type MemoryStore struct {
 	seed       maphash.Seed
 	ids        map[uint64]uint64
 	idCollided map[string]uint64
-	lastTime time.Time
-	waitCh   chan struct{} // closed and cleared by the next commit; nil when no one waits
-	arena    []byte
-	bytes    int64
+	lastTime   time.Time
+	waitCh     chan struct{} // closed and cleared by the next commit; nil when no one waits
+	arena      []byte
+	bytes      int64
 }
 
 // NewMemoryStore returns an empty store. It is equivalent to new(MemoryStore).

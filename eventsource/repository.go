@@ -254,8 +254,8 @@ func (r *Repository[S]) fromSnapshot(ctx context.Context, streamID string, q Str
 
 // replay applies the events of q after l.version. When l comes from a
 // snapshot it first reads the event at the snapshot's version, to prove
-// the stream has it; valid is false when it does not (the snapshot belongs
-// to some other history).
+// the stream has it; valid is false when it does not (the snapshot claims
+// more history than the stream has).
 func (r *Repository[S]) replay(ctx context.Context, streamID string, q StreamQuery, l loaded[S]) (_ loaded[S], valid bool, _ error) {
 	q.From = max(l.version, 1)
 	checked := l.snapshot == 0
@@ -263,10 +263,7 @@ func (r *Repository[S]) replay(ctx context.Context, streamID string, q StreamQue
 		if err != nil {
 			return l, true, err
 		}
-		if !checked {
-			if ev.Version != l.snapshot {
-				return l, false, nil
-			}
+		if !checked { // the event at the snapshot's version exists
 			checked = true
 			continue
 		}

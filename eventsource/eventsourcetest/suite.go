@@ -403,6 +403,7 @@ func testIdempotentResend(t *testing.T, s eventsource.Store) {
 func testDuplicateEventID(t *testing.T, s eventsource.Store) {
 	ctx := context.Background()
 	mustAppend(t, s, "d-1", eventsource.NoStream, evID("x1", "t", ""), evID("x2", "t", ""), evID("x3", "t", ""))
+	mustAppend(t, s, "d-1", eventsource.Exact(3), evID("x4", "t", ""))
 	cases := []struct {
 		name   string
 		stream string
@@ -413,6 +414,7 @@ func testDuplicateEventID(t *testing.T, s eventsource.Store) {
 		{"StoredPlusNew", "d-1", []eventsource.EventData{evID("x1", "t", ""), evID("x2", "t", ""), evID("x3", "t", ""), evID("x4", "t", "")}},
 		{"NewThenStored", "d-1", []eventsource.EventData{evID("n1", "t", ""), evID("x2", "t", "")}},
 		{"OtherStream", "d-2", []eventsource.EventData{evID("x1", "t", ""), evID("x2", "t", ""), evID("x3", "t", "")}},
+		{"SpansTwoAppends", "d-1", []eventsource.EventData{evID("x2", "t", ""), evID("x3", "t", ""), evID("x4", "t", "")}},
 		{"OtherOrder", "d-1", []eventsource.EventData{evID("x2", "t", ""), evID("x1", "t", ""), evID("x3", "t", "")}},
 	}
 	for _, c := range cases {
@@ -421,8 +423,8 @@ func testDuplicateEventID(t *testing.T, s eventsource.Store) {
 			t.Fatalf("%s: got %v, want ErrDuplicateEventID", c.name, err)
 		}
 	}
-	if h := head(t, s); h != 3 {
-		t.Fatalf("refused appends stored events: head %d, want 3", h)
+	if h := head(t, s); h != 4 {
+		t.Fatalf("refused appends stored events: head %d, want 4", h)
 	}
 	checkLog(t, s)
 }
