@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"hash/maphash"
 	"iter"
+	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,7 @@ type record struct {
 type segment [segSize]record
 
 type memStream struct {
+	id        string   // the store's own copy, shared by the stream's events
 	positions []uint64 // positions[v-1] is the global position of version v
 }
 
@@ -233,11 +236,11 @@ func (m *MemoryStore) append(appends []StreamAppend, results []AppendResult) err
 	for i, a := range appends {
 		s := streams[i]
 		if s == nil {
-			s = &memStream{}
-			m.streams[a.StreamID] = s
+			s = &memStream{id: strings.Clone(a.StreamID)}
+			m.streams[s.id] = s
 		}
 		res := &results[i]
-		res.StreamID = a.StreamID
+		res.StreamID = s.id
 		res.FirstVersion = uint64(len(s.positions)) + 1
 		res.FirstPosition = pos + 1
 		for j := range a.Events {
@@ -246,7 +249,7 @@ func (m *MemoryStore) append(appends []StreamAppend, results []AppendResult) err
 			r := m.slot(pos)
 			r.batchFirst, r.batchLast = first, last
 			r.ev = Event{
-				StreamID:      a.StreamID,
+				StreamID:      s.id,
 				Version:       uint64(len(s.positions)) + 1,
 				Position:      pos,
 				ID:            ids[k],
@@ -330,7 +333,7 @@ func (m *MemoryStore) resend(appends []StreamAppend, ids []string, pos uint64, r
 					ErrDuplicateEventID, ids[0])
 			}
 			if j == 0 {
-				results[i].StreamID = a.StreamID
+				results[i].StreamID = r.ev.StreamID
 				results[i].FirstVersion = r.ev.Version
 				results[i].FirstPosition = r.ev.Position
 			}
@@ -354,8 +357,9 @@ func (m *MemoryStore) slot(pos uint64) *record {
 	if idx >= uint64(len(dir)) {
 		// Readers keep their shorter view: append writes only past its
 		// end (or copies), then the longer view is published.
-		dir = append(dir, new(segment))
-		m.dir.Store(&dir)
+		grown := append(dir, new(segment))
+		m.dir.Store(&grown)
+		dir = grown
 	}
 	return &dir[idx][(pos-1)&segMask]
 }
@@ -390,7 +394,9 @@ func copyOut(r *record) Event {
 	if ev.Data != nil {
 		ev.Data = append(make([]byte, 0, len(ev.Data)), ev.Data...)
 	}
-	ev.Metadata = ev.Metadata.clone()
+	if ev.Metadata.Headers != nil {
+		ev.Metadata.Headers = maps.Clone(ev.Metadata.Headers)
+	}
 	return ev
 }
 
