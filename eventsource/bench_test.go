@@ -32,11 +32,15 @@ func newNaiveStore() *naiveStore {
 }
 
 func (s *naiveStore) Append(ctx context.Context, stream string, exp eventsource.ExpectedVersion, evs ...eventsource.EventData) (eventsource.AppendResult, error) {
-	res, err := s.AppendStreams(ctx, eventsource.StreamAppend{StreamID: stream, Expected: exp, Events: evs})
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return eventsource.AppendResult{}, err
 	}
-	return res[0], nil
+	appends := [1]eventsource.StreamAppend{{StreamID: stream, Expected: exp, Events: evs}}
+	var results [1]eventsource.AppendResult
+	if err := s.commit(appends[:], results[:]); err != nil {
+		return eventsource.AppendResult{}, err
+	}
+	return results[0], nil
 }
 
 func (s *naiveStore) AppendStreams(ctx context.Context, appends ...eventsource.StreamAppend) ([]eventsource.AppendResult, error) {
@@ -46,26 +50,35 @@ func (s *naiveStore) AppendStreams(ctx context.Context, appends ...eventsource.S
 	if len(appends) == 0 {
 		return nil, fmt.Errorf("%w: no streams", eventsource.ErrInvalidAppend)
 	}
-	var ids []string
+	results := make([]eventsource.AppendResult, len(appends))
+	if err := s.commit(appends, results); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+func (s *naiveStore) commit(appends []eventsource.StreamAppend, results []eventsource.AppendResult) error {
+	var idBuf [4]string
+	ids := idBuf[:0]
 	for i, a := range appends {
 		if a.StreamID == "" || len(a.Events) == 0 || a.Expected < eventsource.StreamExists {
-			return nil, fmt.Errorf("%w: bad stream part", eventsource.ErrInvalidAppend)
+			return fmt.Errorf("%w: bad stream part", eventsource.ErrInvalidAppend)
 		}
 		for _, b := range appends[:i] {
 			if b.StreamID == a.StreamID {
-				return nil, fmt.Errorf("%w: stream twice", eventsource.ErrInvalidAppend)
+				return fmt.Errorf("%w: stream twice", eventsource.ErrInvalidAppend)
 			}
 		}
 		for _, e := range a.Events {
 			if e.Type == "" || e.SchemaVersion < 0 {
-				return nil, fmt.Errorf("%w: bad event", eventsource.ErrInvalidAppend)
+				return fmt.Errorf("%w: bad event", eventsource.ErrInvalidAppend)
 			}
 			id := e.ID
 			if id == "" {
 				id = eventsource.NewID()
 			}
 			if slices.Contains(ids, id) {
-				return nil, fmt.Errorf("%w: repeated ID", eventsource.ErrInvalidAppend)
+				return fmt.Errorf("%w: repeated ID", eventsource.ErrInvalidAppend)
 			}
 			ids = append(ids, id)
 		}
@@ -73,18 +86,17 @@ func (s *naiveStore) AppendStreams(ctx context.Context, appends ...eventsource.S
 	now := time.Now().UTC()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	results := make([]eventsource.AppendResult, len(appends))
 	if p, ok := s.ids[ids[0]]; ok { // re-send?
 		b := s.batches[p-1]
 		if b[0] != p || b[1]-b[0]+1 != uint64(len(ids)) {
-			return nil, eventsource.ErrDuplicateEventID
+			return eventsource.ErrDuplicateEventID
 		}
 		k := 0
 		for i, a := range appends {
 			for j := range a.Events {
 				e := s.log[p-1+uint64(k)]
 				if e.ID != ids[k] || e.StreamID != a.StreamID {
-					return nil, eventsource.ErrDuplicateEventID
+					return eventsource.ErrDuplicateEventID
 				}
 				if j == 0 {
 					results[i] = eventsource.AppendResult{StreamID: a.StreamID, FirstVersion: e.Version, FirstPosition: e.Position}
@@ -93,18 +105,18 @@ func (s *naiveStore) AppendStreams(ctx context.Context, appends ...eventsource.S
 				k++
 			}
 		}
-		return results, nil
+		return nil
 	}
 	for _, id := range ids {
 		if _, ok := s.ids[id]; ok {
-			return nil, eventsource.ErrDuplicateEventID
+			return eventsource.ErrDuplicateEventID
 		}
 	}
 	for _, a := range appends {
 		v := uint64(len(s.streams[a.StreamID]))
 		ok := a.Expected == eventsource.Any || (a.Expected == eventsource.StreamExists && v > 0) || (a.Expected >= 0 && uint64(a.Expected) == v)
 		if !ok {
-			return nil, &eventsource.ConcurrencyError{StreamID: a.StreamID, Expected: a.Expected, Actual: v}
+			return &eventsource.ConcurrencyError{StreamID: a.StreamID, Expected: a.Expected, Actual: v}
 		}
 	}
 	if now.Before(s.last) {
@@ -135,7 +147,7 @@ func (s *naiveStore) AppendStreams(ctx context.Context, appends ...eventsource.S
 	}
 	close(s.notify)
 	s.notify = make(chan struct{})
-	return results, nil
+	return nil
 }
 
 func cloneMD(m eventsource.Metadata) eventsource.Metadata {

@@ -413,6 +413,11 @@ func (m *MemoryStore) ReadStream(ctx context.Context, streamID string, q StreamQ
 			positions = s.positions // committed prefix; never rewritten
 		}
 		m.mu.Unlock()
+		if len(positions) == 0 {
+			return
+		}
+		dir := *m.dir.Load() // covers every position above
+		record := func(pos uint64) *record { return &dir[(pos-1)>>segShift][(pos-1)&segMask] }
 
 		from := max(q.From, 1)
 		to := uint64(len(positions))
@@ -426,7 +431,7 @@ func (m *MemoryStore) ReadStream(ctx context.Context, streamID string, q StreamQ
 			// Times never decrease along the log: binary search the cut.
 			lo := from - 1
 			n := sort.Search(int(to-lo), func(i int) bool {
-				return m.record(positions[lo+uint64(i)]).ev.Time.After(q.AsOf)
+				return record(positions[lo+uint64(i)]).ev.Time.After(q.AsOf)
 			})
 			to = lo + uint64(n)
 		}
@@ -437,7 +442,7 @@ func (m *MemoryStore) ReadStream(ctx context.Context, streamID string, q StreamQ
 					return
 				}
 			}
-			if !yield(copyOut(m.record(positions[v-1])), nil) {
+			if !yield(copyOut(record(positions[v-1])), nil) {
 				return
 			}
 		}

@@ -45,8 +45,9 @@ type Store interface {
 
 	// ReadStream returns the events of one stream selected by q, in version
 	// order. A stream with no events yields nothing. The iterator reads
-	// lazily; it stops at the end of the range as it was when iteration
-	// reached it. Events yielded are copies the caller may keep and modify.
+	// lazily: it yields every event of the range committed before iteration
+	// began, and may yield events committed since. Events yielded are copies
+	// the caller may keep and modify.
 	ReadStream(ctx context.Context, streamID string, q StreamQuery) iter.Seq2[Event, error]
 
 	// ReadAll returns the events of the global log from position from
