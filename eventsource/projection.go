@@ -125,7 +125,8 @@ func (p *Projector) advance(ctx context.Context, cp, target uint64) (uint64, err
 		}
 		p.log.Debug("eventsource: projection advanced", "from", cp, "to", to, "events", len(batch))
 		cp = to
-		batch = make([]Event, 0, p.cfg.BatchSize)
+		clear(batch) // drop references to the applied events' payloads
+		batch = batch[:0]
 		return nil
 	}
 	for ev, err := range p.store.ReadAll(ctx, cp+1, p.cfg.Filter) {
