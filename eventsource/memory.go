@@ -392,7 +392,9 @@ func (m *MemoryStore) copyData(b []byte) []byte {
 func copyOut(r *record) Event {
 	ev := r.ev
 	if ev.Data != nil {
-		ev.Data = append(make([]byte, 0, len(ev.Data)), ev.Data...)
+		data := make([]byte, len(ev.Data)) // make+copy: not zeroed first
+		copy(data, ev.Data)
+		ev.Data = data
 	}
 	if ev.Metadata.Headers != nil {
 		ev.Metadata.Headers = maps.Clone(ev.Metadata.Headers)
