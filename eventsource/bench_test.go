@@ -407,3 +407,27 @@ func BenchmarkLoadAggregate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkExecute measures a command round trip through a Repository on
+// the memory store: load (from a snapshot at most 100 events old), decide,
+// encode, append with the loaded version, apply.
+func BenchmarkExecute(b *testing.B) {
+	ctx := context.Background()
+	repo, err := eventsource.NewRepository(eventsource.NewMemoryStore(), accountRegistry(b), eventsource.RepositoryConfig[*account]{
+		Type: "account", Snapshots: eventsource.NewMemorySnapshotStore(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := make([]string, 100)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i)
+	}
+	i := 0
+	for b.Loop() {
+		if _, err := repo.Execute(ctx, ids[i%len(ids)], deposit(1)); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

@@ -61,6 +61,7 @@ type ConcurrencyError struct {
 	Actual uint64
 }
 
+// Error names the stream and both versions.
 func (e *ConcurrencyError) Error() string {
 	return fmt.Sprintf("eventsource: concurrency conflict on stream %q: expected %s, actual version %d",
 		e.StreamID, e.Expected, e.Actual)
@@ -83,6 +84,8 @@ type UnknownEventError struct {
 	Reason string
 }
 
+// Error names the event type and version, or the Go type, and what is
+// missing.
 func (e *UnknownEventError) Error() string {
 	if e.GoType != "" {
 		return fmt.Sprintf("eventsource: unknown event: Go type %s is not registered", e.GoType)

@@ -131,9 +131,12 @@ func (e ExpectedVersion) valid() bool { return e >= StreamExists }
 // StreamAppend is one stream's part of an atomic multi-stream append
 // ([Store.AppendStreams]).
 type StreamAppend struct {
+	// StreamID names the stream; it must not be empty.
 	StreamID string
+	// Expected is the state the stream must be in.
 	Expected ExpectedVersion
-	Events   []EventData
+	// Events are appended in order; there must be at least one.
+	Events []EventData
 }
 
 // AppendResult describes a successful append to one stream.

@@ -84,7 +84,8 @@ type Store interface {
 // subscriber.
 //
 // The checkpoint is the subscriber's: record ev.Position after handling an
-// event and pass it back as after to resume. With a filter, the positions
+// event and pass it back as after to resume. To receive only new events,
+// pass the current [Store.Head]. With a filter, the positions
 // of skipped events are not reported, so a resumed subscription may re-scan
 // them (and yields nothing extra); a [Projector] records those too.
 func Subscribe(ctx context.Context, s Store, after uint64, f Filter) iter.Seq2[Event, error] {
