@@ -109,15 +109,15 @@ type RaftElector struct {
 	quorum int
 
 	// Owned by Run's goroutine.
-	st         TermState
-	role       raftRole
-	leaderID   string
-	lastHeard  time.Time // last contact from a leader of the current term, or start
-	electAt    time.Time
-	votes      map[string]bool
-	since      time.Time // became leader
-	beatSeq    uint64
-	sent       [64]struct {
+	st        TermState
+	role      raftRole
+	leaderID  string
+	lastHeard time.Time // last contact from a leader of the current term, or start
+	electAt   time.Time
+	votes     map[string]bool
+	since     time.Time // became leader
+	beatSeq   uint64
+	sent      [64]struct {
 		seq uint64
 		at  time.Time
 	}
@@ -125,8 +125,7 @@ type RaftElector struct {
 	next   time.Time // next heartbeat
 	mine   *Term
 	outBuf []byte
-	mu     sync.Mutex // guards loaded
-	loaded bool
+	mu     sync.Mutex // guards st for Term
 }
 
 var _ Elector = (*RaftElector)(nil)

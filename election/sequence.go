@@ -160,7 +160,7 @@ func (e *SequenceElector) Run(ctx context.Context) error {
 		}
 		wait := e.cfg.RetryPeriod
 		if own != nil {
-			wait = max(0, lastSent.Add(e.cfg.RetryPeriod).Sub(time.Now()))
+			wait = max(0, time.Until(lastSent.Add(e.cfg.RetryPeriod)))
 		}
 		switch {
 		case pred != nil:

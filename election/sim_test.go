@@ -38,7 +38,7 @@ type algo struct {
 	// of the faults stopping.
 	bound time.Duration
 	// pauseFor is a length of pause longer than a lease.
-	pauseFor time.Duration
+	pauseFor  time.Duration
 	usesStore bool
 	start     func(c *cluster, n *simNode) (election.Elector, func())
 }
@@ -145,7 +145,6 @@ type simNode struct {
 	state  *election.MemoryTermStore
 	pause  *pauser
 	up     bool
-	rng    *rand.Rand
 	el     election.Elector
 	stop   func()
 	mu     sync.Mutex
