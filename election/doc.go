@@ -94,10 +94,11 @@
 // reordering, delays, crashes, restarts, node stalls and worker pauses
 // longer than a lease (5000 with `go test -run SafetyUnderFaults
 // ./election -args -soak`), and run each algorithm between nodes on UDP
-// loopback. In those scenarios a leader known to every node emerged
-// within 2.1 s of the faults stopping (bound checked: 2 × LeaseDuration
-// + RetryPeriod for the lease electors, 8 × ElectionTimeout for Raft,
-// 3 s for Bully, at the timings in sim_test.go).
+// loopback. After the faults stop, a leader known to every node must
+// emerge within 2 × LeaseDuration + RetryPeriod for the lease electors,
+// 8 × ElectionTimeout for Raft and 3 s for Bully (at the timings in
+// sim_test.go); `go test -v -run SafetyUnderFaults` logs the median,
+// p99 and maximum measured.
 //
 // # Usage
 //

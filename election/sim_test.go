@@ -405,10 +405,10 @@ func runScenario(t testing.TB, a algo, seed uint64) (recovery time.Duration, w s
 		}
 	}()
 
-	// Faults, for 6 s of simulated time.
-	end := time.Now().Add(6 * time.Second)
+	// Faults, for 4 s of simulated time.
+	end := time.Now().Add(4 * time.Second)
 	for time.Now().Before(end) {
-		time.Sleep(time.Duration(50+c.rng.IntN(450)) * time.Millisecond)
+		time.Sleep(time.Duration(50+c.rng.IntN(350)) * time.Millisecond)
 		n := c.nodes[c.rng.IntN(len(c.nodes))]
 		switch c.rng.IntN(9) {
 		case 0, 1:
