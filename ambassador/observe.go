@@ -96,7 +96,6 @@ func (t *Transport) common(c *call) []slog.Attr {
 	return attrs
 }
 
-
 func orSlash(p string) string {
 	if p == "" {
 		return "/"
