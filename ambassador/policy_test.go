@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -393,5 +394,25 @@ func TestErrorsAreClear(t *testing.T) {
 		}), Retry: ambassador.RetryConfig{MaxAttempts: 1}}))
 		_, err := get(t, tr, "http://upstream/")
 		require.EqualError(t, err, "boom", "transport errors come back unchanged")
+	})
+}
+
+func TestNoGoroutinePerRequest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var before, during int
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			during = runtime.NumGoroutine()
+			return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("ok")), Request: r}, nil
+		})
+		pm, err := ambassador.NewPrometheusMetrics(ambassador.PrometheusConfig{})
+		require.NoError(t, err)
+		tr := newTransport(t, ambassador.Config{Transport: base, Metrics: pm, Bulkhead: ambassador.BulkheadConfig{MaxConcurrent: 1}})
+		for range 3 {
+			before = runtime.NumGoroutine()
+			resp, err := get(t, tr, "http://upstream/")
+			require.NoError(t, err)
+			readAll(t, resp)
+			assert.Equal(t, before, during, "the attempt runs on the caller's goroutine")
+		}
 	})
 }
