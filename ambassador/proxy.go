@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log"
 	"log/slog"
 	"math"
 	"net"
@@ -218,7 +220,12 @@ func (p *Proxy) newRoute(r Route, base Config, field string) (*proxyRoute, error
 		}
 		return nil, err
 	}
+	errorLog := log.New(io.Discard, "", 0)
+	if p.logger != nil {
+		errorLog = slog.NewLogLogger(p.logger.Handler(), slog.LevelWarn)
+	}
 	pr.rp = &httputil.ReverseProxy{
+		ErrorLog:       errorLog,
 		Rewrite:        pr.rewrite,
 		Transport:      pr.t,
 		BufferPool:     &p.bufs,

@@ -116,7 +116,7 @@ func parseConfig(r io.Reader) (*fileConfig, error) {
 		case errors.As(err, &te):
 			return nil, &fieldError{Field: te.Field, Reason: "must be a JSON " + jsonKind(te.Type.Kind().String()) + ", got " + te.Value}
 		case errors.As(err, &se):
-			line, col := position(data, se.Offset)
+			line, col := position(data, se.Offset-1)
 			return nil, &fieldError{Field: fmt.Sprintf("line %d, column %d", line, col), Reason: se.Error()}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			return nil, &fieldError{Field: strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), Reason: "is not a known field"}
