@@ -225,7 +225,9 @@ func startRun(t *testing.T, cfg string) (proxy, admin string, cancel context.Can
 	ctx, cancel := context.WithCancel(context.Background())
 	out = &syncBuffer{}
 	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, out, []string{"-config", path, "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0"}) }()
+	go func() {
+		errc <- run(ctx, out, []string{"-config", path, "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0"})
+	}()
 	re := regexp.MustCompile(`proxy=(\S+) admin=(\S+)`)
 	require.Eventually(t, func() bool { return re.MatchString(out.String()) }, 10*time.Second, 5*time.Millisecond, "no listening line:\n%s", out)
 	m := re.FindStringSubmatch(out.String())
