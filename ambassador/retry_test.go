@@ -3,6 +3,7 @@ package ambassador_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -341,4 +342,32 @@ func TestNonIdempotentRequestIsRetriedOnlyWhenNotSent(t *testing.T) {
 		require.Error(t, err)
 		assert.Equal(t, 3, calls, "a GET is retried on a reset")
 	})
+}
+
+func TestRetriesResendTheWholeBody(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body func() io.Reader
+	}{
+		{"GetBody", func() io.Reader { return strings.NewReader("the payload") }},
+		{"buffered", func() io.Reader { return opaqueReader{strings.NewReader("the payload")} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var a arrivals
+				tr := newTransport(t, quiet(ambassador.Config{
+					Transport: handlerTransport{failing(&a, 2, 503)},
+					Retry:     ambassador.RetryConfig{BaseDelay: time.Millisecond},
+				}))
+				req, _ := http.NewRequest(http.MethodPut, "http://upstream/", tc.body())
+				resp, err := tr.RoundTrip(req)
+				require.NoError(t, err)
+				readAll(t, resp)
+				require.Equal(t, 3, a.count())
+				for i, b := range a.bodies {
+					assert.Equal(t, "the payload", string(b), "attempt %d", i+1)
+				}
+			})
+		})
+	}
 }
