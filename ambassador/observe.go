@@ -13,7 +13,8 @@ func (r *result) status() int {
 }
 
 // observeAttempt reports one attempt to the metrics and, when it is
-// retried or hedged, to the logger.
+// retried or is a hedged copy, to the logger. Hedged copies call it from
+// their own goroutines: it reads only what does not change during a call.
 func (t *Transport) observeAttempt(c *call, res *result, n int, retry bool, delay time.Duration) {
 	if t.metrics != nil {
 		t.metrics.ObserveAttempt(AttemptEvent{
@@ -21,7 +22,7 @@ func (t *Transport) observeAttempt(c *call, res *result, n int, retry bool, dela
 			Outcome: res.outcome, Status: res.status(), Err: res.err, Duration: res.dur, Retry: retry,
 		})
 	}
-	if t.logger == nil || !(retry || res.hedge > 0 || c.hedges > 0) {
+	if t.logger == nil || !(retry || res.hedge > 0) {
 		return
 	}
 	ctx := c.orig.Context()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"strings"
@@ -414,5 +415,44 @@ func TestNoGoroutinePerRequest(t *testing.T) {
 			readAll(t, resp)
 			assert.Equal(t, before, during, "the attempt runs on the caller's goroutine")
 		}
+	})
+}
+
+func TestHedgingWithLogsAndMetricsUnderRace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var a arrivals
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n := a.add(r)
+			select {
+			case <-time.After(time.Duration(n%3) * 100 * time.Millisecond):
+				if n%4 == 0 {
+					w.WriteHeader(http.StatusServiceUnavailable)
+				}
+			case <-r.Context().Done():
+			}
+		})
+		pm, err := ambassador.NewPrometheusMetrics(ambassador.PrometheusConfig{})
+		require.NoError(t, err)
+		tr := newTransport(t, ambassador.Config{
+			Transport: handlerTransport{h},
+			Hedge:     ambassador.HedgeConfig{Delay: 50 * time.Millisecond, MaxHedges: 2},
+			Retry:     ambassador.RetryConfig{BaseDelay: time.Millisecond},
+			Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Metrics:   pm,
+			Budget:    ambassador.BudgetConfig{Disable: true},
+		})
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range 10 {
+					resp, err := get(t, tr, "http://upstream/")
+					if assert.NoError(t, err) {
+						readAll(t, resp)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		time.Sleep(time.Second)
 	})
 }
