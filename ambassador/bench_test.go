@@ -162,12 +162,7 @@ func BenchmarkOverheadRatio(b *testing.B) {
 // (target: p50 under 100us on loopback).
 func BenchmarkProxyLatency(b *testing.B) {
 	up := benchServer(b)
-	p, err := ambassador.NewProxy(ambassador.ProxyConfig{Routes: []ambassador.Route{{Upstream: up.URL}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	px := httptest.NewServer(p)
-	b.Cleanup(func() { px.Close(); p.CloseIdleConnections() })
+	px := benchProxy(b, up.URL)
 	c := directClient(b)
 	dreq, _ := http.NewRequest(http.MethodGet, up.URL+"/x", nil)
 	withTraceHeaders(dreq)
@@ -195,12 +190,7 @@ func BenchmarkProxyLatency(b *testing.B) {
 // BenchmarkGET/direct).
 func BenchmarkProxy(b *testing.B) {
 	up := benchServer(b)
-	p, err := ambassador.NewProxy(ambassador.ProxyConfig{Routes: []ambassador.Route{{Upstream: up.URL}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	px := httptest.NewServer(p)
-	b.Cleanup(func() { px.Close(); p.CloseIdleConnections() })
+	px := benchProxy(b, up.URL)
 	c := directClient(b)
 	req, _ := http.NewRequest(http.MethodGet, px.URL+"/x", nil)
 	withTraceHeaders(req)
@@ -238,6 +228,17 @@ func BenchmarkPolicies(b *testing.B) {
 			})
 		})
 	}
+}
+
+// benchProxy serves a Proxy with one route to upstream, default policies.
+func benchProxy(b *testing.B, upstream string) *httptest.Server {
+	p, err := ambassador.NewProxy(ambassador.ProxyConfig{Routes: []ambassador.Route{{Upstream: upstream}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	px := httptest.NewServer(p)
+	b.Cleanup(func() { px.Close(); p.CloseIdleConnections() })
+	return px
 }
 
 func median(d []time.Duration) time.Duration { return quantile(d, 0.5) }
