@@ -191,8 +191,12 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 	// err stays errPanicked only if fn panics.
 	err = errPanicked
 	defer func() {
-		if err == nil && ep.fast && ep.mode == modePlain && ep.consec.Load() == 0 {
-			ep.calls.Add(1)
+		if err == nil && ep.fast {
+			if ep.mode == modePlain && ep.consec.Load() == 0 {
+				ep.calls.Add(1)
+				return
+			}
+			ep.ok()
 			return
 		}
 		ep.exit(err, start)
@@ -260,8 +264,12 @@ func Call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, e
 	}
 	err = errPanicked
 	defer func() {
-		if err == nil && ep.fast && ep.mode == modePlain && ep.consec.Load() == 0 {
-			ep.calls.Add(1)
+		if err == nil && ep.fast {
+			if ep.mode == modePlain && ep.consec.Load() == 0 {
+				ep.calls.Add(1)
+				return
+			}
+			ep.ok()
 			return
 		}
 		ep.exit(err, start)
@@ -465,7 +473,12 @@ func (ep *episode) ok() {
 	case modePlain:
 		ep.calls.Add(1)
 	case modeCount:
-		ep.cw.ok()
+		// A success that finds a success in its slot writes nothing.
+		w := ep.cw
+		i := w.index(w.seq.Add(1) - 1)
+		if w.slots[i].Load() != outOK {
+			w.put(i, outOK)
+		}
 	default:
 		ep.tw.ok(ep.b.clk.coarse())
 	}

@@ -14,7 +14,15 @@ func FuzzCountWindow(f *testing.F) {
 	f.Add(uint32(7), []byte{0xff, 0x80, 0x12})
 	f.Fuzz(func(t *testing.T, n uint32, ops []byte) {
 		n = n%1024 + 1
-		w := newCountWindow(int(n))
+		// Successes take the episode's fast path, so test through it; a
+		// forced-closed breaker records outcomes but never trips.
+		b, err := New(Config{FailureRate: 1, WindowCalls: int(n), MinCalls: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.ForceClosed()
+		ep := b.ep.Load()
+		w := ep.cw
 		var ring []uint32
 		for i, op := range ops {
 			o := []uint32{outOK, outFail, outSlow, outFail | outSlow}[op%4]
@@ -24,7 +32,7 @@ func FuzzCountWindow(f *testing.F) {
 			}
 			var got tally
 			if o == outOK && op&4 != 0 {
-				w.ok()
+				ep.ok()
 				got = w.tally()
 			} else {
 				got = w.record(o)
