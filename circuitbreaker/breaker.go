@@ -317,7 +317,9 @@ func Fallback[T any](ctx context.Context, b *Breaker, fn func(context.Context) (
 // If the call panics, call done with a non-nil error, for example from a
 // deferred func. A half-open probe whose done is not called within
 // [Config.ProbeTimeout] counts as failed. In the closed state done is a
-// shared func and Allow does not allocate.
+// shared func and Allow does not allocate (with the slow-call policy, done
+// carries the start time, so a new one is allocated at most once per tick
+// of the coarse clock); each half-open probe allocates its own.
 func (b *Breaker) Allow() (done func(error), err error) {
 	ep := b.ep.Load()
 	if ep.fast {

@@ -127,7 +127,12 @@ type Config struct {
 // that the dependency failed. [context.DeadlineExceeded] is a failure: the
 // dependency was too slow for the caller's deadline.
 func DefaultIsFailure(err error) bool {
-	return !errors.Is(err, context.Canceled)
+	switch err.(type) {
+	case interface{ Unwrap() error }, interface{ Unwrap() []error }, interface{ Is(error) bool }:
+		return !errors.Is(err, context.Canceled)
+	}
+	// Not a wrapper: skip errors.Is and its reflection.
+	return err != context.Canceled
 }
 
 // Defaults and limits.
