@@ -161,17 +161,15 @@ func (b *Breaker) Name() string { return b.name }
 // Do calls fn if the breaker admits the call, records its outcome, and
 // returns fn's error. If the breaker rejects the call, Do returns a
 // [*RejectedError] wrapping [ErrOpen] or [ErrTooManyProbes] without
-// calling fn. If ctx is already done, Do returns ctx.Err() without calling
-// fn and without recording anything.
+// calling fn. If ctx is already done, Do returns ctx.Err() (or the
+// rejection, if the breaker is open) without calling fn, recording anything
+// or taking a probe permit.
 //
 // A panic in fn is recorded as a failure and then continues up the stack.
 // A call that runs past the breaker changing state reports to the state it
 // was admitted in, so a slow call that fails after the breaker opened does
 // not count against the next closed period.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err error) {
-	if err = ctx.Err(); err != nil {
-		return err
-	}
 	ep := b.ep.Load()
 	if !ep.admits {
 		if ep.state == StateOpen {
@@ -183,6 +181,9 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 			}
 		}
 		return b.doSlow(ctx, ep, fn)
+	}
+	if err = ctx.Err(); err != nil {
+		return err
 	}
 	var start int64
 	if ep.timed {
@@ -228,6 +229,9 @@ func (ep *episode) exit(err error, start int64) {
 }
 
 func (b *Breaker) doSlow(ctx context.Context, ep *episode, fn func(context.Context) error) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	p, err := b.admit(ep)
 	if err != nil {
 		return err
@@ -249,14 +253,14 @@ func (b *Breaker) doSlow(ctx context.Context, ep *episode, fn func(context.Conte
 // call is rejected or ctx is already done, it returns the zero T and the
 // error Do would return.
 func Call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (v T, err error) {
-	if err = ctx.Err(); err != nil {
-		return v, err
-	}
 	// The body repeats Do's rather than sharing it: on this path an extra
 	// indirect call is a measurable share of the cost.
 	ep := b.ep.Load()
 	if !ep.admits {
 		return callSlow(ctx, b, ep, fn)
+	}
+	if err = ctx.Err(); err != nil {
+		return v, err
 	}
 	var start int64
 	if ep.timed {
@@ -279,6 +283,9 @@ func Call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, e
 }
 
 func callSlow[T any](ctx context.Context, b *Breaker, ep *episode, fn func(context.Context) (T, error)) (v T, err error) {
+	if err := ctx.Err(); err != nil {
+		return v, err
+	}
 	p, err := b.admit(ep)
 	if err != nil {
 		return v, err
@@ -642,7 +649,9 @@ func (b *Breaker) force(state State, reason string) {
 // Snapshot is a consistent-enough view of a breaker for metrics and
 // debugging: each field is read atomically, not all of them at once.
 type Snapshot struct {
-	Name  string
+	// Name is the breaker's [Config.Name].
+	Name string
+	// State is the current state.
 	State State
 	// Since is when the breaker entered State.
 	Since time.Time

@@ -307,6 +307,19 @@ func TestProbePermitReleasedOnEveryExit(t *testing.T) {
 			require.Equal(t, circuitbreaker.StateClosed, b.State())
 		})
 	})
+	t.Run("dead context takes no permit", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := open(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			require.ErrorIs(t, b.Do(ctx, succeed), context.Canceled)
+			_, err := circuitbreaker.Call(ctx, b, func(context.Context) (int, error) { return 1, nil })
+			require.ErrorIs(t, err, context.Canceled)
+			require.Zero(t, b.Snapshot().Probes)
+			require.NoError(t, b.Do(context.Background(), succeed))
+			require.Equal(t, circuitbreaker.StateClosed, b.State())
+		})
+	})
 	t.Run("done never called times out", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var reasons []string

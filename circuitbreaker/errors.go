@@ -43,6 +43,8 @@ type RejectedError struct {
 	err error
 }
 
+// Error describes the rejection: the sentinel's message, the breaker's
+// name and RetryAt.
 func (e *RejectedError) Error() string {
 	msg := e.err.Error()
 	if e.Name != "" {
@@ -64,6 +66,7 @@ type ConfigError struct {
 	Reason string // for example "must be in (0, 1]"
 }
 
+// Error names the field and the reason.
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("circuitbreaker: invalid config: %s %s", e.Field, e.Reason)
 }

@@ -226,7 +226,10 @@ func (g *Group) evictLRU() {
 
 // Run shares the trips of every breaker in the group through
 // [Config.Store], like [Breaker.Run], until ctx is done; then it returns
-// ctx.Err(). Without a Store it returns [ErrNoStore] at once.
+// ctx.Err(). Without a Store it returns [ErrNoStore] at once. Every
+// SyncInterval it loads the shared state of each breaker the group holds,
+// one after the other: size SyncInterval to the group's size and the
+// store's latency.
 func (g *Group) Run(ctx context.Context) error {
 	if g.s.Store == nil {
 		return ErrNoStore
