@@ -258,3 +258,34 @@ func BenchmarkHooks(b *testing.B) {
 		_ = br.Do(ctx, ok)
 	}
 }
+
+// BenchmarkGroup measures a call through a Group: a lock-free lookup of an
+// existing key, then the breaker.
+func BenchmarkGroup(b *testing.B) {
+	ctx := context.Background()
+	ok := func(context.Context) error { return nil }
+	g, err := circuitbreaker.NewGroup(circuitbreaker.GroupConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hosts := []string{"db-1:5432", "db-2:5432", "cache:6379", "api.internal:443"}
+	for _, h := range hosts {
+		g.Get(h)
+	}
+	b.Run("serial", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			_ = g.Do(ctx, hosts[i&3], ok)
+			i++
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				_ = g.Do(ctx, hosts[i&3], ok)
+				i++
+			}
+		})
+	})
+}
