@@ -22,8 +22,9 @@
 // dependency can take from you. Do not use it for errors that are about
 // the request rather than the dependency (validation, not found): classify
 // those as non-failures with [Config.IsFailure]. Combine it with timeouts
-// at every layer, retries with backoff inside the breaker's call (a retry
-// that keeps failing then counts once per attempt), and a fallback.
+// at every layer, a fallback, and retries with backoff: retries outside the
+// breaker make every attempt count and should stop at [ErrOpen]; retries
+// inside the guarded call count once, however many attempts they made.
 //
 // # Trip policies
 //
@@ -103,7 +104,8 @@
 // the open state rejects a call with an atomic add and a few loads.
 // Policies that need the time (time windows, slow calls, the end of the
 // open period) read a coarse clock, one atomic load, refreshed by a timer
-// while the breaker is in use and stopped when it is idle; it follows the
+// while the breaker is in use and stopped when it is idle (a time window
+// also takes a mutex once per bucket width, to advance); it follows the
 // real clock to within a resolution of max(1ms, min(OpenTimeout/64,
 // bucket width/4, SlowCallDuration/16)), capped at 100ms. The end of the
 // open period is nonetheless exact: near it, the breaker reads the real
