@@ -1,13 +1,12 @@
 package eventsource
 
 import (
-	"encoding/binary"
-	"encoding/hex"
 	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -203,27 +202,50 @@ func Category(streamID string) string {
 	return streamID
 }
 
-// NewID returns a fresh event ID: a version 7 UUID (48 bits of Unix
-// milliseconds, then random bits), so IDs sort roughly by creation time,
-// which keeps database indexes compact. It is safe for concurrent use.
+// NewID returns a fresh event ID: a version 7 UUID in canonical lowercase
+// form (RFC 9562): 48 bits of Unix milliseconds, a 12-bit sequence within
+// the millisecond, then 62 random bits. IDs from one process are strictly
+// increasing in the order NewID returns them, so they sort by creation time,
+// keep database indexes compact, and let [MemoryStore] index them in an
+// append-only array. It is safe for concurrent use.
 func NewID() string { return newID(time.Now()) }
 
+// v7clock is the last (milliseconds<<12 | sequence) handed out by newID.
+var v7clock atomic.Uint64
+
 func newID(now time.Time) string {
-	var b [16]byte
-	ms := uint64(now.UnixMilli())
-	binary.BigEndian.PutUint64(b[0:8], ms<<16|rand.Uint64()&0xffff)
-	binary.BigEndian.PutUint64(b[8:16], rand.Uint64())
-	b[6] = b[6]&0x0f | 0x70 // version 7
-	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
+	tick := uint64(now.UnixMilli()) << 12
+	for {
+		last := v7clock.Load()
+		next := tick
+		if next <= last {
+			next = last + 1 // same millisecond (or the clock stepped back): count on
+		}
+		if v7clock.CompareAndSwap(last, next) {
+			tick = next
+			break
+		}
+	}
+	hi := tick>>12<<16 | 0x7<<12 | tick&0xfff // ms, version 7, sequence
+	lo := rand.Uint64()>>2 | 1<<63            // RFC 9562 variant, random bits
 	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
+	hexInto(s[0:8], hi>>32)
 	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
+	hexInto(s[9:13], hi>>16)
 	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
+	hexInto(s[14:18], hi)
 	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
+	hexInto(s[19:23], lo>>48)
 	s[23] = '-'
-	hex.Encode(s[24:36], b[10:16])
+	hexInto(s[24:36], lo)
 	return string(s[:])
+}
+
+// hexInto writes the low 4*len(dst) bits of v into dst as lowercase hex.
+func hexInto(dst []byte, v uint64) {
+	const digits = "0123456789abcdef"
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = digits[v&0xf]
+		v >>= 4
+	}
 }

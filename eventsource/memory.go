@@ -3,7 +3,6 @@ package eventsource
 import (
 	"context"
 	"fmt"
-	"hash/maphash"
 	"iter"
 	"maps"
 	"slices"
@@ -58,18 +57,13 @@ type MemoryStore struct {
 	head atomic.Uint64              // position of the last committed event
 	dir  atomic.Pointer[[]*segment] // the log's segments, copy-on-grow
 
-	mu      sync.Mutex
-	streams map[string]*memStream
-	// The event ID index: a pointer-free map from the ID's hash to the
-	// position of the event with that ID, and, for the rare ID whose hash
-	// collides with another stored ID's, an exact map.
-	seed       maphash.Seed
-	ids        map[uint64]uint64
-	idCollided map[string]uint64
-	lastTime   time.Time
-	waitCh     chan struct{} // closed and cleared by the next commit; nil when no one waits
-	arena      []byte
-	bytes      int64
+	mu       sync.Mutex
+	streams  map[string]*memStream
+	ids      idIndex
+	lastTime time.Time
+	waitCh   chan struct{} // closed and cleared by the next commit; nil when no one waits
+	arena    []byte
+	bytes    int64
 }
 
 // NewMemoryStore returns an empty store. It is equivalent to new(MemoryStore).
@@ -185,30 +179,22 @@ func (m *MemoryStore) append(appends []StreamAppend, results []AppendResult) err
 	defer m.mu.Unlock()
 	if m.streams == nil {
 		m.streams = make(map[string]*memStream)
-		m.seed = maphash.MakeSeed()
-		m.ids = make(map[uint64]uint64)
-		m.idCollided = make(map[string]uint64)
+		m.ids.init()
 	}
 
 	// Idempotency: a stored first ID means a re-send (or a misuse).
-	var hashBuf [4]uint64
-	hashes := hashBuf[:0]
+	var keyBuf [4]idKey
+	keys := keyBuf[:0]
 	for i, id := range ids {
-		h, pos, found, taken := m.lookupID(id)
-		if found {
+		key := makeIDKey(id)
+		keys = append(keys, key)
+		if pos, found := m.ids.lookup(key, m.idAt); found {
 			if i == 0 {
 				return m.resend(appends, ids, pos, results)
 			}
 			r := m.record(pos)
 			return fmt.Errorf("%w: %q is event %d of stream %q", ErrDuplicateEventID, id, r.ev.Version, r.ev.StreamID)
 		}
-		if taken {
-			h = 0 // a hash collision: index this ID exactly
-		}
-		hashes = append(hashes, h)
-	}
-	if len(hashes) > 1 {
-		sameBatchCollisions(hashes)
 	}
 
 	var streamBuf [1]*memStream
@@ -260,11 +246,7 @@ func (m *MemoryStore) append(appends []StreamAppend, results []AppendResult) err
 				Metadata:      e.Metadata.clone(),
 			}
 			s.positions = append(s.positions, pos)
-			if h := hashes[k]; h != 0 {
-				m.ids[h] = pos
-			} else {
-				m.idCollided[ids[k]] = pos
-			}
+			m.ids.insert(keys[k], pos)
 			k++
 		}
 		res.Version = uint64(len(s.positions))
@@ -279,41 +261,8 @@ func (m *MemoryStore) append(appends []StreamAppend, results []AppendResult) err
 	return nil
 }
 
-// lookupID returns the hash of id and the position of the event with that
-// ID, if any. taken reports whether another stored ID has the same hash.
-// Caller holds mu.
-func (m *MemoryStore) lookupID(id string) (h, pos uint64, found, taken bool) {
-	h = maphash.String(m.seed, id) | 1 // never 0: 0 marks a collision below
-	pos, taken = m.ids[h]
-	if !taken {
-		return h, 0, false, false
-	}
-	if m.record(pos).ev.ID == id {
-		return h, pos, true, true
-	}
-	pos, found = m.idCollided[id]
-	return h, pos, found, true
-}
-
-// sameBatchCollisions zeroes (marks as collisions) the hashes that repeat
-// an earlier hash of the same append.
-func sameBatchCollisions(hashes []uint64) {
-	if len(hashes) <= 16 {
-		for i := 1; i < len(hashes); i++ {
-			if hashes[i] != 0 && slices.Contains(hashes[:i], hashes[i]) {
-				hashes[i] = 0
-			}
-		}
-		return
-	}
-	seen := make(map[uint64]struct{}, len(hashes))
-	for i, h := range hashes {
-		if _, dup := seen[h]; dup {
-			hashes[i] = 0
-		}
-		seen[h] = struct{}{}
-	}
-}
+// idAt returns the ID of the committed event at pos. Caller holds mu.
+func (m *MemoryStore) idAt(pos uint64) string { return m.record(pos).ev.ID }
 
 // resend handles an append whose first event ID is stored at position pos:
 // it fills results with the original outcome when the append is an exact

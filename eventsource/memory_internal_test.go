@@ -3,8 +3,6 @@ package eventsource
 import (
 	"context"
 	"errors"
-	"hash/maphash"
-	"slices"
 	"testing"
 	"time"
 )
@@ -20,7 +18,7 @@ func TestMemoryStoreIDHashCollision(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
-	s.ids[maphash.String(s.seed, "x2")|1] = first.Position // x2 now "collides" with x1
+	s.ids.hashed[s.ids.hash("x2")] = first.Position // x2 now "collides" with x1
 	s.mu.Unlock()
 
 	second, err := s.Append(ctx, "a-1", Exact(1), EventData{ID: "x2", Type: "t"})
@@ -43,24 +41,6 @@ func TestMemoryStoreIDHashCollision(t *testing.T) {
 	}
 	if h, _ := s.Head(ctx); h != 2 {
 		t.Fatalf("head %d, want 2", h)
-	}
-}
-
-func TestSameBatchCollisions(t *testing.T) {
-	small := []uint64{5, 7, 5, 0, 7, 9}
-	sameBatchCollisions(small)
-	if want := []uint64{5, 7, 0, 0, 0, 9}; !slices.Equal(small, want) {
-		t.Fatalf("got %v, want %v", small, want)
-	}
-	large := make([]uint64, 40)
-	for i := range large {
-		large[i] = uint64(i%20 + 1)
-	}
-	sameBatchCollisions(large)
-	for i, h := range large {
-		if (i < 20) != (h != 0) {
-			t.Fatalf("large batch: hash %d = %d", i, h)
-		}
 	}
 }
 
