@@ -48,7 +48,9 @@ type memStream struct {
 // at once when the head advances. Reads of the global log take no lock.
 // The log lives in fixed-size segments that never move, payloads are
 // copied into large shared chunks on append, and every event handed out is
-// a copy, so callers can neither alter the log nor be altered by it.
+// a copy, so callers can neither alter the log nor be altered by it. Event
+// IDs in [NewID]'s form, which mostly arrive in increasing order, are
+// indexed in an append-only sorted array; any other ID in a hash map.
 //
 // The zero value is an empty store ready to use. A MemoryStore is safe for
 // concurrent use and starts no goroutines. It keeps everything in memory
