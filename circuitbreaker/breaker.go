@@ -28,6 +28,7 @@ type Breaker struct {
 	trips atomic.Uint64
 	s     *settings
 	name  string
+	key   string // in a Group
 	clk   *clock
 	notes notifier
 	share *sharing // nil without a Store
@@ -107,11 +108,11 @@ func New(cfg Config) (*Breaker, error) {
 	if s.Store != nil {
 		sh = newSharing(make(chan struct{}, 1))
 	}
-	return newBreaker(s, s.Name, newClock(s.resolution), sh), nil
+	return newBreaker(s, s.Name, "", newClock(s.resolution), sh), nil
 }
 
-func newBreaker(s *settings, name string, clk *clock, sh *sharing) *Breaker {
-	b := &Breaker{s: s, name: name, clk: clk, share: sh}
+func newBreaker(s *settings, name, key string, clk *clock, sh *sharing) *Breaker {
+	b := &Breaker{s: s, name: name, key: key, clk: clk, share: sh}
 	b.notes.next = 1
 	b.ep.Store(b.newClosed(0, StateClosed, clk.real()))
 	return b
@@ -578,7 +579,7 @@ func (b *Breaker) swap(from, to *episode, reason string, err error) bool {
 		b.trips.Add(1)
 	}
 	if b.s.hooks {
-		tr := Transition{Name: b.name, From: from.state, To: to.state, At: b.clk.at(to.since), Reason: reason, Err: err}
+		tr := Transition{Name: b.name, Key: b.key, From: from.state, To: to.state, At: b.clk.at(to.since), Reason: reason, Err: err}
 		if to.state == StateOpen {
 			tr.OpenUntil = b.clk.at(to.until)
 		}

@@ -207,6 +207,7 @@ func TestStateReportsHalfOpenWithoutTraffic(t *testing.T) {
 		require.Len(t, seen, 2)
 		assert.Equal(t, circuitbreaker.StateHalfOpen, seen[1].To)
 		assert.Equal(t, time.Now(), seen[1].At)
+		assert.Empty(t, seen[1].Key, "not in a group")
 	})
 }
 

@@ -12,7 +12,7 @@ type GroupConfig struct {
 	// Breaker configures every breaker of the group. If its Name is set,
 	// each breaker is named Name + "/" + key; otherwise it is named key.
 	// The hook, the logger and the store are shared by all breakers; a
-	// Transition's Name says which breaker changed.
+	// Transition's Key says which breaker changed.
 	Breaker Config
 
 	// MaxBreakers bounds the number of breakers the group holds. Zero
@@ -163,7 +163,7 @@ func (g *Group) insert(key string) *Breaker {
 	if g.s.Store != nil {
 		sh = newSharing(g.wake)
 	}
-	e := &entry{key: key, b: newBreaker(g.s, name, g.clk, sh)}
+	e := &entry{key: key, b: newBreaker(g.s, name, key, g.clk, sh)}
 	e.used.Store(now)
 	g.m.Store(key, e)
 	g.n++

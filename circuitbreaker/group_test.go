@@ -37,7 +37,7 @@ func TestGroupKeysAreIndependent(t *testing.T) {
 		var names []string
 		g := newGroup(t, circuitbreaker.GroupConfig{Breaker: circuitbreaker.Config{
 			Name: "upstream", ConsecutiveFailures: 1,
-			OnStateChange: func(tr circuitbreaker.Transition) { names = append(names, tr.Name) },
+			OnStateChange: func(tr circuitbreaker.Transition) { names = append(names, tr.Name+" "+tr.Key) },
 		}})
 		require.Same(t, g.Get("a"), g.Get("a"))
 		require.ErrorIs(t, g.Do(context.Background(), "a", fail), errBoom)
@@ -49,7 +49,7 @@ func TestGroupKeysAreIndependent(t *testing.T) {
 		_, err = g.Allow("a")
 		require.ErrorIs(t, err, circuitbreaker.ErrOpen)
 		assert.Equal(t, "upstream/a", g.Get("a").Name())
-		assert.Equal(t, []string{"upstream/a"}, names)
+		assert.Equal(t, []string{"upstream/a a"}, names)
 		assert.Equal(t, []string{"a", "b"}, keys(g))
 		g.Remove("a")
 		assert.Equal(t, 1, g.Len())

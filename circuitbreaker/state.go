@@ -35,8 +35,12 @@ func (s State) String() string {
 // Transition describes one state change, as passed to
 // [Config.OnStateChange].
 type Transition struct {
-	// Name is the breaker's [Config.Name].
+	// Name is the breaker's [Config.Name] (for a breaker of a [Group],
+	// the group's name and the key).
 	Name string
+	// Key is the key of a breaker that belongs to a [Group], and empty for
+	// one made with [New].
+	Key string
 	// From and To are the states before and after the change.
 	From, To State
 	// At is when the change happened.
