@@ -52,6 +52,8 @@ type episode struct {
 	until  int64 // open: end of the open period
 
 	b      *Breaker
+	clk    *clock         // b.clk, one load closer to the hot path
+	slow   int64          // b.s.slowNanos, likewise
 	reject *RejectedError // open and forced open
 	cw     *countWindow
 	tw     *timeWindow
@@ -119,7 +121,7 @@ func newBreaker(s *settings, name, key string, clk *clock, sh *sharing) *Breaker
 }
 
 func (b *Breaker) newEpisode(gen uint64, state State, trips int, now int64) *episode {
-	return &episode{state: state, gen: gen, trips: trips, since: now, b: b}
+	return &episode{state: state, gen: gen, trips: trips, since: now, b: b, clk: b.clk, slow: b.s.slowNanos}
 }
 
 func (b *Breaker) newClosed(gen uint64, state State, now int64) *episode {
@@ -188,7 +190,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 	}
 	var start int64
 	if ep.timed {
-		start = b.clk.coarse()
+		start = ep.clk.coarse()
 	}
 	// err stays errPanicked only if fn panics.
 	err = errPanicked
@@ -219,7 +221,7 @@ func (ep *episode) exit(err error, start int64) {
 	default:
 		return
 	}
-	if ep.timed && ep.b.clk.coarse()-start >= ep.b.s.slowNanos {
+	if ep.timed && ep.clk.coarse()-start >= ep.slow {
 		o |= outSlow
 	}
 	if o == outOK {
@@ -265,7 +267,7 @@ func Call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, e
 	}
 	var start int64
 	if ep.timed {
-		start = b.clk.coarse()
+		start = ep.clk.coarse()
 	}
 	err = errPanicked
 	defer func() {
@@ -490,7 +492,7 @@ func (ep *episode) ok() {
 			w.put(i, outOK)
 		}
 	default:
-		ep.tw.ok(ep.b.clk.coarse())
+		ep.tw.ok(ep.clk.coarse())
 	}
 	if ep.consec.Load() != 0 {
 		ep.consec.Store(0)

@@ -130,8 +130,7 @@ func newTimeWindow(n int, width int64, now int64) *timeWindow {
 // advanced first when now has passed it. A writer whose coarse time lags
 // the head writes into the head.
 func (w *timeWindow) epoch(now int64) int64 {
-	e := w.head.Load()
-	if now-e*w.width < w.width {
+	if e := w.head.Load(); now < (e+1)*w.width {
 		return e
 	}
 	return w.advance(now)
