@@ -137,7 +137,19 @@ func (b *Breaker) newClosed(gen uint64, state State, now int64) *episode {
 		ep.cw = newCountWindow(b.s.WindowCalls)
 		ep.mode = modeCount
 	}
-	ep.done = ep.closedDone
+	// The done func of untimed permits. The common case, a success under
+	// the plain policy, takes no further call.
+	ep.done = func(err error) {
+		if err == nil {
+			if ep.mode == modePlain && ep.consec.Load() == 0 {
+				ep.calls.Add(1)
+				return
+			}
+			ep.ok()
+			return
+		}
+		ep.exit(err, 0)
+	}
 	return ep
 }
 
@@ -474,9 +486,6 @@ func (p permit) finish(o uint32, err error) {
 		ep.record(o, err)
 	}
 }
-
-// closedDone is the done func of untimed closed episodes.
-func (ep *episode) closedDone(err error) { ep.exit(err, 0) }
 
 // ok records a success in a closed episode: one atomic add and one or two
 // loads.
