@@ -22,6 +22,7 @@ type run struct {
 	mu      sync.Mutex
 	status  *Status
 	dead    error    // set once a write failed: the run writes nothing more
+	cause   error    // why the saga turned back or was parked, as it happened here
 	outputs [][]byte // step outputs, written before any dependent starts
 }
 
@@ -97,7 +98,11 @@ func (r *run) drive(ctx context.Context) (Status, error) {
 			err = r.compensate(ctx, io)
 		default:
 			st := r.snapshot()
-			return st, st.Err()
+			err := st.Err()
+			if e, ok := err.(*Error); ok && r.cause != nil && st.State != Aborted {
+				e.Cause = r.cause
+			}
+			return st, err
 		}
 		if err != nil {
 			r.logAttrs(ctx, slog.LevelWarn, "saga: interrupted", slog.Any("err", err))
@@ -138,8 +143,15 @@ func (r *run) forward(ctx, io context.Context) error {
 	results := make(chan result)
 	inflight := 0
 	failed, stuck := -1, -1
-	var stuckErr error
+	var stuckErr, failedErr error
 	var bad *result // a write failure or a panic
+	r.mu.Lock()
+	for i := range r.status.Steps {
+		if r.status.Steps[i].State == StepFailed && failed < 0 {
+			failed = i // recorded by a coordinator that stopped before turning back
+		}
+	}
+	r.mu.Unlock()
 	for {
 		if bad == nil && failed < 0 && stuck < 0 && fctx.Err() == nil {
 			for i := range n {
@@ -157,14 +169,14 @@ func (r *run) forward(ctx, io context.Context) error {
 			}
 		}
 		if inflight == 0 {
-			return r.endForward(ctx, io, bad, failed, stuck, stuckErr)
+			return r.endForward(ctx, io, bad, failed, failedErr, stuck, stuckErr)
 		}
 		res := <-results
 		inflight--
 		switch res.kind {
 		case resultFailed:
 			if failed < 0 {
-				failed = res.i
+				failed, failedErr = res.i, res.err
 			}
 		case resultStuck:
 			if stuck < 0 {
@@ -199,7 +211,7 @@ func (r *run) ready(i int) bool {
 }
 
 // endForward records how the forward phase ended, once no step runs.
-func (r *run) endForward(ctx, io context.Context, bad *result, failed, stuck int, stuckErr error) error {
+func (r *run) endForward(ctx, io context.Context, bad *result, failed int, failedErr error, stuck int, stuckErr error) error {
 	if bad != nil {
 		return r.abandon(bad)
 	}
@@ -209,12 +221,14 @@ func (r *run) endForward(ctx, io context.Context, bad *result, failed, stuck int
 	case failed >= 0:
 		st := r.step(failed)
 		r.logAttrs(ctx, slog.LevelInfo, "saga: step failed, compensating", slog.String("step", st.Name), slog.String("err", st.Error))
+		r.cause = failedErr
 		return r.write(io, Record{Type: RecordCompensating, Step: st.Name, Error: st.Error})
 	case ctx.Err() != nil || r.stop.Err() != nil:
 		if cause := context.Cause(r.stop); cause != nil {
 			return cause
 		}
 		reason := "cancelled: " + context.Cause(ctx).Error()
+		r.cause = fmt.Errorf("cancelled: %w", context.Cause(ctx))
 		r.logAttrs(ctx, slog.LevelInfo, "saga: cancelled, compensating", slog.String("reason", reason))
 		return r.write(io, Record{Type: RecordCompensating, Error: reason})
 	}
@@ -248,6 +262,7 @@ func (r *run) abandon(bad *result) error {
 func (r *run) park(ctx, io context.Context, i int, cause error) error {
 	name := r.def.steps[i].Name
 	r.logAttrs(ctx, slog.LevelError, "saga: stuck, waiting for an operator", slog.String("step", name), slog.Any("err", cause))
+	r.cause = cause
 	return r.write(io, Record{Type: RecordStuck, Step: name, Error: cause.Error()})
 }
 
@@ -273,10 +288,10 @@ func (r *run) action(fctx, io context.Context, i int) result {
 		}
 		switch outcome {
 		case Success:
+			r.outputs[i] = out // before the write makes the step ready for its dependents
 			if err := r.write(io, Record{Type: RecordStepSucceeded, Step: s.Name, Attempt: attempt, Data: out}); err != nil {
 				return result{i: i, kind: resultWriteFailed, err: err}
 			}
-			r.outputs[i] = out
 			return result{i: i, kind: resultOK}
 		case Failure:
 			if err := r.write(io, Record{Type: RecordStepFailed, Step: s.Name, Attempt: attempt, Error: err.Error()}); err != nil {
