@@ -72,11 +72,45 @@ type compiled struct {
 	pol []Policy
 }
 
-// slot marks a saga driven by this coordinator.
+// slot marks a saga driven by this coordinator. Preempting it cancels
+// the contexts its run registered.
 type slot struct {
-	stop    context.Context
-	preempt context.CancelCauseFunc
-	done    chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex
+	cause   error
+	cancels []context.CancelCauseFunc
+}
+
+// onStop registers cancel to be called when the slot is preempted (at
+// once if it already was).
+func (s *slot) onStop(cancel context.CancelCauseFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cause != nil {
+		cancel(s.cause)
+		return
+	}
+	s.cancels = append(s.cancels, cancel)
+}
+
+// stop preempts the slot's run with cause.
+func (s *slot) stop(cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cause == nil {
+		s.cause = cause
+		for _, c := range s.cancels {
+			c(cause)
+		}
+	}
+}
+
+// stopped returns the preemption's cause, or nil.
+func (s *slot) stopped() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cause
 }
 
 // New returns a coordinator for the sagas defined by defs, logging to
@@ -418,8 +452,7 @@ func (c *Coordinator) acquire(ctx context.Context, id string, preempt bool) (*sl
 		c.mu.Lock()
 		s := c.active[id]
 		if s == nil {
-			stop, cancel := context.WithCancelCause(context.Background())
-			s = &slot{stop: stop, preempt: cancel, done: make(chan struct{})}
+			s = &slot{done: make(chan struct{})}
 			c.active[id] = s
 			c.mu.Unlock()
 			return s, nil
@@ -428,7 +461,7 @@ func (c *Coordinator) acquire(ctx context.Context, id string, preempt bool) (*sl
 		if !preempt {
 			return nil, ErrActive
 		}
-		s.preempt(ErrPreempted)
+		s.stop(ErrPreempted)
 		select {
 		case <-s.done:
 		case <-ctx.Done():
@@ -441,7 +474,6 @@ func (c *Coordinator) release(id string, s *slot) {
 	c.mu.Lock()
 	delete(c.active, id)
 	c.mu.Unlock()
-	s.preempt(nil)
 	close(s.done)
 }
 

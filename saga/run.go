@@ -17,7 +17,7 @@ type run struct {
 	def  *Definition
 	pol  []Policy
 	id   string
-	stop context.Context // cancelled when an operator preempts the run
+	slot *slot // preempted when an operator takes the saga over
 
 	mu      sync.Mutex
 	status  *Status
@@ -33,7 +33,7 @@ func (c *Coordinator) newRun(cd *compiled, id string, sl *slot, st *Status) *run
 			st.Steps[i].Name = cd.def.steps[i].Name
 		}
 	}
-	r := &run{c: c, def: cd.def, pol: cd.pol, id: id, stop: sl.stop, status: st, outputs: make([][]byte, len(cd.def.steps))}
+	r := &run{c: c, def: cd.def, pol: cd.pol, id: id, slot: sl, status: st, outputs: make([][]byte, len(cd.def.steps))}
 	for i := range st.Steps {
 		r.outputs[i] = st.Steps[i].Output
 	}
@@ -56,7 +56,7 @@ func (r *run) write(ctx context.Context, rec Record) error {
 		return err
 	}
 	if _, err := r.c.store.Append(ctx, r.id, expected, rec); err != nil {
-		if cause := context.Cause(r.stop); cause != nil {
+		if cause := r.slot.stopped(); cause != nil {
 			err = fmt.Errorf("%w (%w)", cause, err)
 		}
 		r.dead = err
@@ -88,7 +88,7 @@ func (r *run) drive(ctx context.Context) (Status, error) {
 	// they record must happen), but not a preemption.
 	io, cancelIO := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelIO(nil)
-	defer context.AfterFunc(r.stop, func() { cancelIO(context.Cause(r.stop)) })()
+	r.slot.onStop(cancelIO)
 	for {
 		var err error
 		switch r.status.State {
@@ -136,7 +136,7 @@ const (
 func (r *run) forward(ctx, io context.Context) error {
 	fctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	defer context.AfterFunc(r.stop, func() { cancel(context.Cause(r.stop)) })()
+	r.slot.onStop(cancel)
 
 	n := len(r.def.steps)
 	launched := make([]bool, n)
@@ -152,7 +152,9 @@ func (r *run) forward(ctx, io context.Context) error {
 		}
 	}
 	r.mu.Unlock()
+	var ready []int
 	for {
+		ready = ready[:0]
 		if bad == nil && failed < 0 && stuck < 0 && fctx.Err() == nil {
 			for i := range n {
 				if launched[i] || !r.ready(i) {
@@ -163,16 +165,30 @@ func (r *run) forward(ctx, io context.Context) error {
 					stuck, stuckErr = i, fmt.Errorf("outcome still unknown after %d attempts: %s", st.Attempts-st.actBase, st.Error)
 					break
 				}
-				launched[i] = true
-				inflight++
-				go func() { results <- r.action(fctx, io, i) }()
+				ready = append(ready, i)
 			}
 		}
-		if inflight == 0 {
-			return r.endForward(ctx, io, bad, failed, failedErr, stuck, stuckErr)
+		var res result
+		switch {
+		case stuck < 0 && inflight == 0 && len(ready) == 1:
+			// One step to run and nothing else running (a chain of
+			// steps): run it here, without a goroutine.
+			launched[ready[0]] = true
+			res = r.action(fctx, io, ready[0])
+		default:
+			if stuck < 0 {
+				for _, i := range ready {
+					launched[i] = true
+					inflight++
+					go func() { results <- r.action(fctx, io, i) }()
+				}
+			}
+			if inflight == 0 {
+				return r.endForward(ctx, io, bad, failed, failedErr, stuck, stuckErr)
+			}
+			res = <-results
+			inflight--
 		}
-		res := <-results
-		inflight--
 		switch res.kind {
 		case resultFailed:
 			if failed < 0 {
@@ -184,7 +200,8 @@ func (r *run) forward(ctx, io context.Context) error {
 			}
 		case resultWriteFailed, resultPanicked:
 			if bad == nil {
-				bad = &res
+				b := res
+				bad = &b
 				cancel(errAbandoned)
 			}
 		}
@@ -223,8 +240,8 @@ func (r *run) endForward(ctx, io context.Context, bad *result, failed int, faile
 		r.logAttrs(ctx, slog.LevelInfo, "saga: step failed, compensating", slog.String("step", st.Name), slog.String("err", st.Error))
 		r.cause = failedErr
 		return r.write(io, Record{Type: RecordCompensating, Step: st.Name, Error: st.Error})
-	case ctx.Err() != nil || r.stop.Err() != nil:
-		if cause := context.Cause(r.stop); cause != nil {
+	case ctx.Err() != nil || r.slot.stopped() != nil:
+		if cause := r.slot.stopped(); cause != nil {
 			return cause
 		}
 		reason := "cancelled: " + context.Cause(ctx).Error()
@@ -363,7 +380,8 @@ func (r *run) compensate(ctx, io context.Context) error {
 			}
 		case resultWriteFailed, resultPanicked:
 			if bad == nil {
-				bad = &res
+				b := res
+				bad = &b
 			}
 		}
 	}
