@@ -81,7 +81,7 @@ func ExampleMemoryBarrier() {
 		return []byte("car-9"), nil
 	}
 
-	out, _ := barrier.Action(ctx, key, rent) // first delivery: rents
+	out, _ := barrier.Action(ctx, key, rent)   // first delivery: rents
 	again, _ := barrier.Action(ctx, key, rent) // retry: same answer, no second car
 	fmt.Println(string(out), string(again))
 
