@@ -22,7 +22,6 @@ type choreography struct {
 	pm            *saga.ProcessManager
 	flight, hotel *service
 	car           *service
-	carFails      func(string) bool
 	fnRuns        atomic.Int32
 	flaky         atomic.Int32 // hotel fails this many times before working
 }

@@ -20,7 +20,6 @@ type trip struct {
 	events             *eventLog
 	flight, hotel, car *service
 	def                *saga.Definition
-	hotelFail, carFail func(string) bool
 }
 
 func newTrip(t testing.TB, carFail func(string) bool) *trip {

@@ -294,7 +294,7 @@ func (r *run) action(fctx, io context.Context, i int) result {
 		}
 		r.logAttrs(fctx, slog.LevelDebug, "saga: action", slog.String("step", s.Name), slog.Int("attempt", attempt))
 		call := &Call{SagaID: r.id, Saga: r.def.name, Step: s.Name, Kind: Action, Attempt: attempt, Input: r.status.Input, r: r, i: i}
-		out, err, pv, stack := invoke(fctx, pol.Timeout, func(ctx context.Context) ([]byte, error) { return s.Action(ctx, call) })
+		out, pv, stack, err := invoke(fctx, pol.Timeout, func(ctx context.Context) ([]byte, error) { return s.Action(ctx, call) })
 		if pv != nil {
 			_ = r.write(io, Record{Type: RecordStepUnknown, Step: s.Name, Attempt: attempt, Error: fmt.Sprintf("panic: %v", pv)})
 			return result{i: i, kind: resultPanicked, panicked: pv, stack: stack}
@@ -423,7 +423,7 @@ func (r *run) undo(cctx, io context.Context, i int) result {
 		}
 		r.logAttrs(cctx, slog.LevelDebug, "saga: compensation", slog.String("step", s.Name), slog.Int("attempt", attempt))
 		call := &Call{SagaID: r.id, Saga: r.def.name, Step: s.Name, Kind: Compensation, Attempt: attempt, Input: r.status.Input, Output: st.Output, r: r, i: i}
-		_, err, pv, stack := invoke(cctx, pol.Timeout, func(ctx context.Context) ([]byte, error) { return nil, s.Compensate(ctx, call) })
+		_, pv, stack, err := invoke(cctx, pol.Timeout, func(ctx context.Context) ([]byte, error) { return nil, s.Compensate(ctx, call) })
 		if pv != nil {
 			_ = r.write(io, Record{Type: RecordCompFailed, Step: s.Name, Attempt: attempt, Error: fmt.Sprintf("panic: %v", pv)})
 			return result{i: i, kind: resultPanicked, panicked: pv, stack: stack}
@@ -452,7 +452,7 @@ func (r *run) undo(cctx, io context.Context, i int) result {
 
 // invoke calls fn with a context bounded by timeout (none if negative),
 // recovering a panic.
-func invoke(ctx context.Context, timeout time.Duration, fn func(context.Context) ([]byte, error)) (out []byte, err error, panicked any, stack []byte) {
+func invoke(ctx context.Context, timeout time.Duration, fn func(context.Context) ([]byte, error)) (out []byte, panicked any, stack []byte, err error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -464,7 +464,7 @@ func invoke(ctx context.Context, timeout time.Duration, fn func(context.Context)
 		}
 	}()
 	out, err = fn(ctx)
-	return out, err, nil, nil
+	return out, nil, nil, err
 }
 
 // sleep waits for d or until ctx ends; it reports whether d elapsed.
