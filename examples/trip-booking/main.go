@@ -34,17 +34,20 @@ func main() {
 	}
 }
 
-// printer serializes output from steps running in parallel.
+// printer serializes output from steps running in parallel and from the
+// coordinators' loggers.
 type printer struct {
 	mu sync.Mutex
 	w  io.Writer
 }
 
-func (p *printer) printf(format string, args ...any) {
+func (p *printer) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, format+"\n", args...)
+	return p.w.Write(b)
 }
+
+func (p *printer) printf(format string, args ...any) { fmt.Fprintf(p, format+"\n", args...) }
 
 // service is a booking service with its own in-memory state, guarded by a
 // saga barrier so each request key takes effect once.
@@ -147,6 +150,7 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 		return err
 	}
 	out := &printer{w: w}
+	w = out // everything below writes through the printer
 	var logger *slog.Logger
 	if *verbose {
 		logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
