@@ -17,7 +17,7 @@ import (
 	"github.com/distkit/distkit/saga"
 )
 
-var soak = flag.Bool("soak", false, "run the crash-injection proof over 5000 seeds instead of 300")
+var soak = flag.Bool("soak", false, "run the crash-injection proof over 5000 seeds instead of 1000")
 
 var (
 	errCrashed   = errors.New("coordinator crashed")
@@ -139,7 +139,7 @@ func (h *crashHarness) definition(t testing.TB) *saga.Definition {
 }
 
 func TestCrashRecoveryExactlyOnce(t *testing.T) {
-	seeds := 300
+	seeds := 1000
 	if *soak {
 		seeds = 5000
 	}
