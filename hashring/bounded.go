@@ -23,10 +23,12 @@ import (
 // ([Ring.AppendN] order) that still has room, so a key whose owner
 // ([Ring.Locate]) has room stays there. The price of the bound is extra
 // movement: when membership changes, keys displaced by a full node can
-// cascade, so somewhat more than the minimal share moves; the package tests
-// and cmd/ringreport measure it (at epsilon 0.25 a join moves about 1.1 to
-// 1.3 times the ideal share). Smaller epsilon gives tighter loads, more
-// movement and longer preference walks.
+// cascade, so somewhat more than the minimal share moves. Measured with go
+// run ./hashring/internal/ringreport at 100 nodes and 200,000 keys, a join
+// moves 1.00 to 1.03 times the ideal 1/(N+1) share at epsilon 0.05 and 1.07
+// to 1.08 times at epsilon 0.02; with the default ring the bound seldom
+// binds above epsilon 0.1, so nothing extra moves. Smaller epsilon gives
+// tighter loads, more movement and longer preference walks.
 //
 // It returns [ErrEmpty] if keys is non-empty and the ring has no members,
 // and an error wrapping [ErrInvalidArgument] if epsilon is negative or not

@@ -1,6 +1,6 @@
 // Package quality measures how evenly a hashring.Ring spreads keys and how
 // many keys move when members change. The hashring tests use it at small
-// sizes; cmd/ringreport prints the full-size report.
+// sizes; go run ./hashring/internal/ringreport prints the full-size report.
 package quality
 
 import (
