@@ -31,9 +31,9 @@ const (
 type Config struct {
 	// VNodes is the number of points (virtual nodes) a node of weight 1
 	// places on the ring; a node of weight w places round(w*VNodes). Zero
-	// means DefaultVNodes (1024). Each point costs 16 bytes, plus an index
-	// of 4 bytes per 8 to 16 points: 100 nodes at the default take about
-	// 1.7 MB. Range 0 to MaxVNodes.
+	// means DefaultVNodes (1024). Each point costs 16 bytes plus 2 to 4
+	// bytes of index: 100 nodes at the default take about 1.9 MB. Range 0
+	// to MaxVNodes.
 	VNodes int
 	// Probes is the number of ring positions each key is hashed to: the
 	// key goes to the node whose point lies closest clockwise of any probe
@@ -382,7 +382,11 @@ func (r *Ring) apply(old *snapshot, ch map[string]float64) error {
 			add = append(add, point{pointPos(h, i), idx})
 		}
 	}
-	add, _ = sortPoints(add, sortBits(nadd))
+	addBits := tableBits(nadd)
+	if nadd == total {
+		addBits = tableBits(total) // the table is the snapshot's index
+	}
+	add, addTbl := sortPoints(add, addBits)
 
 	// Old indices to new ones; -1 for nodes whose points are dropped.
 	remap := make([]int64, len(old.nodes))
@@ -396,7 +400,7 @@ func (r *Ring) apply(old *snapshot, ch map[string]float64) error {
 	s := &snapshot{probes: r.cfg.Probes, nodes: nodes, byName: byName}
 	if nadd == total {
 		// Nothing survives from the old ring.
-		s.pts = add
+		s.pts, s.tbl, s.shift = add, addTbl, 64-addBits
 	} else {
 		// Merge the surviving old points with the new ones.
 		s.pts = make([]point, total)
@@ -416,8 +420,8 @@ func (r *Ring) apply(old *snapshot, ch map[string]float64) error {
 			k++
 		}
 		copy(s.pts[k:], add[j:])
+		s.index()
 	}
-	s.index()
 	r.snap.Store(s)
 	return nil
 }

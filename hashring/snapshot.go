@@ -61,13 +61,10 @@ func pointLess(a, b point) bool {
 // the same position) are ordered by node index, and nodes are sorted by
 // name, so ties resolve to the lexicographically smaller name.
 //
-// tbl is a small direct-mapped index over the top bits of a position, sized
-// for 8 to 16 points per bucket so that it stays in the CPU cache (32 KB
-// for 100,000 points): tbl[t] is the number of points whose position>>shift
-// is below t, and the last entry is len(pts). Since positions are uniform,
-// a lookup interpolates the successor's index inside the bucket and lands
-// on it or next to it, so it costs about one cache miss, where a binary
-// search costs a dozen dependent ones.
+// tbl is a direct-mapped index over the top bits of a position: tbl[t] is the
+// number of points whose position>>shift is below t, and the last entry is
+// len(pts). It replaces the binary search of a classic ring with one table
+// load and a scan of a bucket that holds two points on average.
 type snapshot struct {
 	probes int
 	nodes  []node
@@ -77,52 +74,20 @@ type snapshot struct {
 	shift  uint
 }
 
-// guess returns the bucket [i, e) of position x and the interpolated index
-// g of its successor, with i <= g <= e.
-func (s *snapshot) guess(x uint64) (g, i, e int) {
+// succ returns the first point at or after position x, wrapping to the
+// first point past the last. The snapshot must have at least one point.
+func (s *snapshot) succ(x uint64) (int, point) {
 	t := x >> s.shift
-	i, e = int(s.tbl[t]), int(s.tbl[t+1])
-	frac := (x << (64 - s.shift)) >> 48 // x's offset in the bucket, in 1/65536
-	g = i + int((uint64(e-i)*frac)>>16)
-	return g, i, e
-}
-
-// fix returns the index of the first point at or after x, wrapping to 0,
-// starting from the guess g in bucket [i, e); at is pts[g].pos when g < e.
-func (s *snapshot) fix(x uint64, g, i, e int, at uint64) int {
-	switch {
-	case e-i > 64:
-		// A crowded bucket (only with adversarial names): binary search.
-		lo, hi := i, e
-		for lo < hi {
-			m := int(uint(lo+hi) >> 1)
-			if s.pts[m].pos < x {
-				lo = m + 1
-			} else {
-				hi = m
-			}
-		}
-		g = lo
-	case g < e && at < x:
-		for g++; g < e && s.pts[g].pos < x; g++ {
-		}
-	default:
-		for g > i && s.pts[g-1].pos >= x {
-			g--
+	i, e := int(s.tbl[t]), int(s.tbl[t+1])
+	for ; i < e; i++ {
+		if s.pts[i].pos >= x {
+			return i, s.pts[i]
 		}
 	}
-	if g == len(s.pts) {
-		return 0
+	if i == len(s.pts) {
+		i = 0
 	}
-	return g
-}
-
-// succ returns the index of the first point at or after position x,
-// wrapping to 0 past the last point. The snapshot must have at least one
-// point.
-func (s *snapshot) succ(x uint64) int {
-	g, i, e := s.guess(x)
-	return s.fix(x, g, i, e, s.pts[min(g, len(s.pts)-1)].pos)
+	return i, s.pts[i]
 }
 
 // locate returns the index of the node owning a key whose xxhash64 is h: the
@@ -132,11 +97,11 @@ func (s *snapshot) locate(h uint64) uint32 {
 	if s.probes == 2 {
 		return s.locate2(h)
 	}
-	p := s.pts[s.succ(h)]
+	_, p := s.succ(h)
 	best, bestD := p.owner, p.pos-h
 	for j := 1; j < s.probes; j++ {
 		x := probe(h, j)
-		p := s.pts[s.succ(x)]
+		_, p := s.succ(x)
 		if d := p.pos - x; d < bestD || (d == bestD && p.owner < best) {
 			best, bestD = p.owner, d
 		}
@@ -144,17 +109,28 @@ func (s *snapshot) locate(h uint64) uint32 {
 	return best
 }
 
-// locate2 is locate for two probes. It loads both guessed points before any
-// branch that depends on memory, so that the two probes' cache misses
-// overlap instead of following each other.
+// locate2 is locate for two probes, written so that the memory loads of
+// both probes are issued before either is scanned and their cache misses
+// overlap.
 func (s *snapshot) locate2(h uint64) uint32 {
 	x0, x1 := h, mix(h+golden)
-	g0, i0, e0 := s.guess(x0)
-	g1, i1, e1 := s.guess(x1)
-	last := len(s.pts) - 1
-	a0, a1 := s.pts[min(g0, last)].pos, s.pts[min(g1, last)].pos
-	p0 := s.pts[s.fix(x0, g0, i0, e0, a0)]
-	p1 := s.pts[s.fix(x1, g1, i1, e1, a1)]
+	pts, tbl := s.pts, s.tbl
+	t0, t1 := x0>>s.shift, x1>>s.shift
+	i0, e0 := tbl[t0], tbl[t0+1]
+	i1, e1 := tbl[t1], tbl[t1+1]
+	for i0 < e0 && pts[i0].pos < x0 {
+		i0++
+	}
+	for i1 < e1 && pts[i1].pos < x1 {
+		i1++
+	}
+	if int(i0) == len(pts) {
+		i0 = 0
+	}
+	if int(i1) == len(pts) {
+		i1 = 0
+	}
+	p0, p1 := pts[i0], pts[i1]
 	d0, d1 := p0.pos-x0, p1.pos-x1
 	if d1 < d0 || (d1 == d0 && p1.owner < p0.owner) {
 		return p1.owner
@@ -173,7 +149,7 @@ func (s *snapshot) walk(h uint64, emit func(uint32) bool) {
 	n := len(s.pts)
 	for j := 0; j < s.probes; j++ {
 		pos[j] = probe(h, j)
-		cur[j] = s.succ(pos[j])
+		cur[j], _ = s.succ(pos[j])
 	}
 	for {
 		bj := -1
@@ -199,18 +175,9 @@ func (s *snapshot) walk(h uint64, emit func(uint32) bool) {
 	}
 }
 
-// tableBits returns the number of index bits for n points: 8 to 16 points
+// tableBits returns the number of index bits for n points: about two points
 // per bucket, at least 1 bit.
 func tableBits(n int) uint {
-	if n < 32 {
-		return 1
-	}
-	return min(uint(bits.Len(uint(n)))-4, 30)
-}
-
-// sortBits returns the number of bits sortPoints buckets n points by: one
-// or two points per bucket, at least 1 bit.
-func sortBits(n int) uint {
 	if n < 4 {
 		return 1
 	}
@@ -239,7 +206,7 @@ func bucketStarts(pts []point, shift uint, size int) []uint32 {
 }
 
 // sortPoints orders points by (position, owner) and returns them with the
-// prefix counts of their buckets for b bits (see sortBits). It is a two-level
+// bucket table of [snapshot.index] for b index bits. It is a two-level
 // most-significant-digit radix sort (top 8 bits, then the remaining b-8
 // bits, each pass writing into few enough streams to stay in cache) followed
 // by a small sort inside each bucket: linear time for hashed positions,
