@@ -43,7 +43,11 @@ func TestCircuitBreakerWithRealBreaker(t *testing.T) {
 			require.NoError(t, b.Publish(t.Context(), "cb", pubsub.NewMessage(nil)))
 		}
 		time.Sleep(5 * time.Second)
-		require.EqualValues(t, 3, calls.Load(), "the open breaker kept messages from the failing handler")
+		// Three failures open the breaker. Each of the other three workers
+		// may have passed Allow just before the third failure was recorded,
+		// so up to 3+3 calls reach the handler; the other 4+ never do.
+		require.GreaterOrEqual(t, calls.Load(), int64(3))
+		require.LessOrEqual(t, calls.Load(), int64(6), "the open breaker kept messages from the failing handler")
 		require.Greater(t, sub.Stats().Redelivered, uint64(10), "refused messages were redelivered")
 		down.Store(false)
 		time.Sleep(time.Minute)
