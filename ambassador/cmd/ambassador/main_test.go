@@ -133,7 +133,7 @@ func TestSidecarInFrontOfAFlakyUpstream(t *testing.T) {
 	defer up.Close()
 	fc := &fileConfig{
 		Routes:         []routeConfig{{Name: "flaky", Upstream: up.URL}},
-		AttemptTimeout: "200ms",
+		AttemptTimeout: "1s", // well above a loaded machine's response time, well below the 2 s stall
 	}
 	fc.Retry.MaxAttempts = 4
 	fc.Retry.BaseDelay = "1ms"
