@@ -417,7 +417,7 @@ func TestReadModelDropsRepeats(t *testing.T) {
 	require.NoError(t, err)
 	evs := []eventsource.Event{{Position: 1}, {Position: 2}, {Position: 3}}
 	require.NoError(t, rm.Apply(ctx, evs[:2], 2))
-	require.NoError(t, rm.Apply(ctx, evs, 3))   // 1 and 2 again
+	require.NoError(t, rm.Apply(ctx, evs, 3))     // 1 and 2 again
 	require.NoError(t, rm.Apply(ctx, evs[:1], 1)) // an old checkpoint
 	assert.Equal(t, map[uint64]int{1: 1, 2: 1, 3: 1}, rec.counts)
 	assert.Equal(t, uint64(3), rec.cp, "checkpoint moved back")
