@@ -49,13 +49,15 @@ func TestReconcilerRepairsDrift(t *testing.T) {
 	rm, err := cqrs.NewReadModel(ctx, store, lossyTotals(&lossy), cqrs.ReadModelConfig[*cqrs.Table[int]]{Name: "totals", New: newTotals})
 	require.NoError(t, err)
 	runModel(t, rm)
+	var last uint64
 	for i := range 3000 {
 		name := fmt.Sprint("c", i%600)
 		if i%250 == 0 {
 			name = fmt.Sprint("lost", i)
 		}
-		appendRaw(t, store, name, 1+i%3)
+		last = appendRaw(t, store, name, 1+i%3)
 	}
+	require.NoError(t, rm.WaitFor(ctx, cqrs.Token(last)))
 	lossy.Store(false)
 	tok := cqrs.Token(appendRaw(t, store, "lost0", 5)) // a later event of a drifted row
 	require.NoError(t, rm.WaitFor(ctx, tok))
