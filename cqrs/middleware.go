@@ -23,8 +23,18 @@ func Logging(l *slog.Logger) Middleware {
 	}
 	return func(next CommandFunc) CommandFunc {
 		return func(ctx context.Context, cmd any) (Result, error) {
+			level := slog.LevelInfo
+			if !l.Enabled(ctx, level) && !l.Enabled(ctx, slog.LevelWarn) {
+				return next(ctx, cmd)
+			}
 			start := time.Now()
 			res, err := next(ctx, cmd)
+			if err != nil {
+				level = slog.LevelWarn
+			}
+			if !l.Enabled(ctx, level) {
+				return res, err
+			}
 			attrs := []slog.Attr{
 				slog.String("command", CommandName(cmd)),
 				slog.Duration("duration", time.Since(start)),
