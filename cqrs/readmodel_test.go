@@ -32,6 +32,16 @@ func readSum(_ context.Context, t *cqrs.Table[int], _ SumAll) (Total, error) {
 	return ans, nil
 }
 
+// raiseTo sets *v to max(*v, x).
+func raiseTo(v *atomic.Uint64, x uint64) {
+	for {
+		cur := v.Load()
+		if x <= cur || v.CompareAndSwap(cur, x) {
+			return
+		}
+	}
+}
+
 // runModel runs rm.Run until the test ends.
 func runModel[P eventsource.Projection](t *testing.T, rm *cqrs.ReadModel[P]) {
 	t.Helper()
@@ -191,12 +201,7 @@ func TestReadYourWrites(t *testing.T) {
 			id := fmt.Sprint("w", w)
 			for i := 1; i <= commands; i++ {
 				res := f.add(t, ctx, id, 1)
-				for {
-					cur := latest.Load()
-					if uint64(res.Token) <= cur || latest.CompareAndSwap(cur, uint64(res.Token)) {
-						break
-					}
-				}
+				raiseTo(&latest, uint64(res.Token))
 				ans, err := cqrs.AskAfter[Total](ctx, f.queries, res.Token, TotalOf{Counter: id})
 				if !assert.NoError(t, err) {
 					return
@@ -242,12 +247,7 @@ func TestRebuildNeverServesPartialModel(t *testing.T) {
 				if !assert.NoError(t, err) {
 					return
 				}
-				for {
-					cur := latest.Load()
-					if uint64(res.Token) <= cur || latest.CompareAndSwap(cur, uint64(res.Token)) {
-						break
-					}
-				}
+				raiseTo(&latest, uint64(res.Token))
 			}
 		})
 	}
@@ -331,16 +331,22 @@ func (r *recorder) Apply(ctx context.Context, events []eventsource.Event, checkp
 	return nil
 }
 
-// faultyStore fails a ReadAll after a random number of events.
+// faultyStore fails a ReadAll after failAt() events; a negative failAt
+// means no failure.
 type faultyStore struct {
 	eventsource.Store
-	mu  sync.Mutex
-	rng *rand.Rand
+	mu     sync.Mutex
+	failAt func() int
+}
+
+// randomFaults fails every ReadAll after a random number of events.
+func randomFaults(s eventsource.Store, rng *rand.Rand) *faultyStore {
+	return &faultyStore{Store: s, failAt: func() int { return rng.IntN(40) }}
 }
 
 func (s *faultyStore) ReadAll(ctx context.Context, from uint64, f eventsource.Filter) iter.Seq2[eventsource.Event, error] {
 	s.mu.Lock()
-	budget := s.rng.IntN(40)
+	budget := s.failAt()
 	s.mu.Unlock()
 	return func(yield func(eventsource.Event, error) bool) {
 		n := 0
@@ -378,7 +384,7 @@ func TestNoDoubleApplyAcrossCrashes(t *testing.T) {
 	for seed := range uint64(20) {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 1))
-			store := &faultyStore{Store: mem, rng: rng}
+			store := randomFaults(mem, rng)
 			rec := newRecorder()
 			rec.rng, rec.failRate = rng, 0.2
 			restarts := 0

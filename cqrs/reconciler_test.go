@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"iter"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -147,7 +146,12 @@ func TestReconcilerStoreFailure(t *testing.T) {
 		appendRaw(t, mem, fmt.Sprint(i%10), 1)
 	}
 	var fail atomic.Bool
-	store := &switchableStore{Store: mem, fail: &fail}
+	store := &faultyStore{Store: mem, failAt: func() int {
+		if fail.Load() {
+			return 5
+		}
+		return -1
+	}}
 	rm, err := cqrs.NewReadModel(ctx, store, newTotals(), cqrs.ReadModelConfig[*cqrs.Table[int]]{Name: "totals", New: newTotals, BatchSize: 10})
 	require.NoError(t, err)
 	p, _ := eventsource.NewProjector(mem, rm, eventsource.ProjectorConfig{})
@@ -164,29 +168,6 @@ func TestReconcilerStoreFailure(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, rep.Repaired, "a scratch copy left half-fed by the failure was reused")
 	assert.Equal(t, cqrs.ReconcilerStats{Passes: 1, Failures: 1, Compared: 10, Sweeps: 1}, rec.Stats())
-}
-
-// switchableStore fails every ReadAll while *fail is true.
-type switchableStore struct {
-	eventsource.Store
-	fail *atomic.Bool
-}
-
-func (s *switchableStore) ReadAll(ctx context.Context, from uint64, f eventsource.Filter) iter.Seq2[eventsource.Event, error] {
-	inner := s.Store.ReadAll(ctx, from, f)
-	return func(yield func(eventsource.Event, error) bool) {
-		n := 0
-		for ev, err := range inner {
-			if s.fail.Load() && n == 5 {
-				yield(eventsource.Event{}, errInjected)
-				return
-			}
-			n++
-			if !yield(ev, err) {
-				return
-			}
-		}
-	}
 }
 
 func TestReconcilerConfigErrors(t *testing.T) {
