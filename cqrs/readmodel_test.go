@@ -451,7 +451,10 @@ func TestSideEffectsSuppressedDuringRebuild(t *testing.T) {
 	for i := range 300 {
 		appendRaw(t, f.store, fmt.Sprint(i%9), 1)
 	}
-	runModel(t, f.totals)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	fed := make(chan error, 1)
+	go func() { fed <- f.totals.Run(runCtx) }()
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := range 300 {
@@ -465,6 +468,11 @@ func TestSideEffectsSuppressedDuringRebuild(t *testing.T) {
 	wg.Wait()
 	res := f.add(t, ctx, "last", 1)
 	require.NoError(t, f.totals.WaitFor(ctx, res.Token))
+	// WaitFor returns once the event is applied; its side effects run
+	// just after, on the feeding goroutine. Stopping the feed waits for
+	// them.
+	stop()
+	require.ErrorIs(t, <-fed, context.Canceled)
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, effects, 601)
