@@ -50,6 +50,7 @@ import (
 	"github.com/distkit/distkit/circuitbreaker"
 	"github.com/distkit/distkit/cqrs"
 	"github.com/distkit/distkit/eventsource"
+	"github.com/distkit/distkit/heartbeat"
 	"github.com/distkit/distkit/pubsub"
 	"github.com/distkit/distkit/saga"
 	"github.com/distkit/distkit/shard"
@@ -460,15 +461,29 @@ func shop(ctx context.Context, w io.Writer, cfg config) (*report, error) {
 	// The orders.
 	plans := makePlans(cfg)
 	outcomes := make([]saga.State, len(plans))
-	var placed, finished atomic.Int64
+	var placed, finished, compensations atomic.Int64
 	jobs := make(chan int)
 	errs := make(chan error, cfg.workers+1)
 	var workers sync.WaitGroup
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer func() { stopWorkers(); workers.Wait() }()
+	// The acts play at these order counts. Orders flow on their own, but
+	// never more than one act ahead, so every act has orders flowing
+	// through it however slow the machine is.
+	acts := []int{cfg.orders * 15 / 100, cfg.orders * 35 / 100, cfg.orders * 50 / 100, cfg.orders * 65 / 100, cfg.orders}
+	var allowed atomic.Int64
+	allowed.Store(int64(acts[1]))
+	actDone := func(k int) { allowed.Store(int64(acts[min(k+2, len(acts)-1)])) }
 	workers.Go(func() {
 		defer close(jobs)
 		for i := range plans {
+			for int64(i) >= allowed.Load() {
+				select {
+				case <-wctx.Done():
+					return
+				case <-time.After(time.Millisecond):
+				}
+			}
 			select {
 			case jobs <- i:
 			case <-wctx.Done():
@@ -515,7 +530,10 @@ func shop(ctx context.Context, w io.Writer, cfg config) (*report, error) {
 			next = CompleteOrder{OrderID: p.id}
 		case errors.Is(err, saga.ErrCompensated):
 			status, next = statusCompensated, CompensateOrder{OrderID: p.id, Reason: st.Cause}
-			say("saga: %s compensated (%s): stock reservation released", p.id, st.Cause)
+			if n := compensations.Add(1); n <= 2 {
+				say("saga: %s compensated (%s): stock reservation released%s", p.id, st.Cause,
+					map[bool]string{true: "; further compensations are counted in the summary"}[n == 2])
+			}
 		default:
 			return fmt.Errorf("checkout %s: %w", p.id, err)
 		}
@@ -553,7 +571,7 @@ func shop(ctx context.Context, w io.Writer, cfg config) (*report, error) {
 	out.act(fmt.Sprintf("orders start flowing: %d orders, one every %v, %d checkout workers", cfg.orders, cfg.pace, cfg.workers))
 
 	// Act 1: the payment provider goes down.
-	if err := reached(cfg.orders * 15 / 100); err != nil {
+	if err := reached(acts[0]); err != nil {
 		return nil, err
 	}
 	out.act("payment outage: the ambassador retries, the breaker opens, checkout sagas wait and retry")
@@ -567,9 +585,10 @@ func shop(ctx context.Context, w io.Writer, cfg config) (*report, error) {
 	time.Sleep(150 * time.Millisecond) // the outage lasts a little longer
 	provider.outage.Store(false)
 	say("payments: provider is back")
+	actDone(0)
 
 	// Act 2: a fifth shard joins while orders flow.
-	if err := reached(cfg.orders * 35 / 100); err != nil {
+	if err := reached(acts[1]); err != nil {
 		return nil, err
 	}
 	out.act("resharding: shard-4 joins while orders keep flowing")
@@ -593,9 +612,10 @@ func shop(ctx context.Context, w io.Writer, cfg config) (*report, error) {
 	rep.placedDuringReshard = placed.Load() - before
 	rep.balance = balance(kv)
 	say("shard: migration done at epoch %d (%d orders placed meanwhile); %s", next.Epoch(), rep.placedDuringReshard, rep.balance)
+	actDone(1)
 
 	// Act 3: the saga coordinator crashes mid-saga.
-	if err := reached(cfg.orders * 50 / 100); err != nil {
+	if err := reached(acts[2]); err != nil {
 		return nil, err
 	}
 	out.act("saga coordinator crash: a new coordinator resumes from the log")
@@ -629,9 +649,10 @@ func shop(ctx context.Context, w io.Writer, cfg config) (*report, error) {
 		}
 	}
 	say("saga: coordinator B resumed %d sagas coordinator A left unfinished", len(resumed))
+	actDone(2)
 
 	// Act 4: the projector leader freezes and is cut off.
-	if err := reached(cfg.orders * 65 / 100); err != nil {
+	if err := reached(acts[3]); err != nil {
 		return nil, err
 	}
 	out.act("leader failover: the projector leader freezes mid-write and is cut off")
@@ -653,14 +674,48 @@ func shop(ctx context.Context, w io.Writer, cfg config) (*report, error) {
 		return nil, errors.New("the leader wrote nothing")
 	}
 	say("election: %s (token %d) freezes holding a batch for the read models; its heartbeats stop", lead.id, oldToken)
+	// A survivor's heartbeat monitor narrates what it concludes.
+	var watcher *projector
+	for _, p := range cl.nodes {
+		if p != lead {
+			watcher = p
+			break
+		}
+	}
+	hsub := watcher.mon.Subscribe()
+	hctx, stopWatch := context.WithCancel(ctx)
+	var watch sync.WaitGroup
+	cut := time.Now()
+	watch.Go(func() {
+		for {
+			t, err := hsub.Next(hctx)
+			if err != nil {
+				return
+			}
+			if t.Peer != lead.id {
+				continue
+			}
+			say("heartbeat: %s's monitor: %s %s -> %s", watcher.id, t.Peer, t.From, t.To)
+			if t.To == heartbeat.Dead {
+				rep.detectDead = time.Since(cut)
+				return
+			}
+		}
+	})
 	for _, addr := range []string{lead.id, lead.id + "/hb", lead.id + "/mon"} {
 		cl.net.Crash(addr)
 	}
 	succ, err := cl.leader(ctx, oldToken)
 	if err != nil {
 		close(release)
+		stopWatch()
+		watch.Wait()
 		return nil, err
 	}
+	rep.failover = time.Since(cut)
+	watch.Wait()
+	stopWatch()
+	hsub.Close()
 	rep.leaders = append(rep.leaders, fmt.Sprintf("%s (token %d)", succ.id, succ.token()))
 	for guarded.fence.Highest() <= oldToken { // the new leader catches up the read models
 		select {
@@ -678,6 +733,7 @@ func shop(ctx context.Context, w io.Writer, cfg config) (*report, error) {
 	}
 	lead.stop()
 	say("election: %s is stopped for good", lead.id)
+	actDone(3)
 
 	// The rest of the orders.
 	out.act("the remaining orders")

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/distkit/distkit/circuitbreaker"
 	"github.com/distkit/distkit/saga"
@@ -44,6 +45,7 @@ type report struct {
 
 	// Election and fencing.
 	leaders                      []string
+	detectDead, failover         time.Duration
 	writes                       []write
 	fenceAccepted, fenceRejected uint64
 
@@ -115,6 +117,7 @@ func (r *report) print(w io.Writer) {
 		{"", "duplicate handlings", fmt.Sprint(dup)},
 		{"election", "leaders (in order)", strings.Join(r.leaders, ", ")},
 		{"", "leader changes", fmt.Sprint(len(r.leaders) - 1)},
+		{"heartbeat", "leader cut off -> declared dead / new leader", fmt.Sprintf("%v / %v", r.detectDead.Round(time.Millisecond), r.failover.Round(time.Millisecond))},
 		{"fence", "writes accepted / rejected", fmt.Sprintf("%d / %d", r.fenceAccepted, r.fenceRejected)},
 		{"shard", "keys moved to shard-4 / ideal", fmt.Sprintf("%d / %.0f (%.2fx)", r.keysMoved, r.idealMoved, float64(r.keysMoved)/r.idealMoved)},
 		{"", "orders placed during the migration", fmt.Sprint(r.placedDuringReshard)},
