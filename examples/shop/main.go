@@ -827,6 +827,7 @@ func shop(ctx context.Context, w io.Writer, cfg config) (*report, error) {
 	rep.reserved, rep.released = stock.reserved.Load(), stock.released.Load()
 	rep.shipped, rep.shipRepeats = shipping.shipped.Load(), shipping.repeated.Load()
 	rep.writes = guarded.writes()
+	rep.terms = int(cl.elected.Load())
 	fst := guarded.fence.Stats()
 	rep.fenceAccepted, rep.fenceRejected = fst.Accepted, fst.Rejected
 	rep.customerRecords = map[string]map[string]string{}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distkit/distkit/election"
@@ -102,10 +103,11 @@ func (f *feed) Apply(ctx context.Context, events []eventsource.Event, cp uint64)
 
 // cluster is the three projector replicas on a simulated network.
 type cluster struct {
-	net   *simnet.Network
-	nodes []*projector
-	say   func(format string, a ...any)
-	terms chan *projector // a node was elected
+	net     *simnet.Network
+	nodes   []*projector
+	say     func(format string, a ...any)
+	terms   chan *projector // a node was elected
+	elected atomic.Int64    // terms granted
 }
 
 func startCluster(ctx context.Context, n int, seed uint64, store eventsource.Store, g *guardedReadSide, say func(string, ...any)) (*cluster, error) {
@@ -216,6 +218,7 @@ func (c *cluster) lead(ctx context.Context, p *projector, store eventsource.Stor
 		p.mu.Lock()
 		p.term = t
 		p.mu.Unlock()
+		c.elected.Add(1)
 		c.say("election: %s leads with fencing token %d", p.id, t.Token())
 		select {
 		case c.terms <- p:

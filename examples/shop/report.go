@@ -46,6 +46,7 @@ type report struct {
 	// Election and fencing.
 	leaders                      []string
 	detectDead, failover         time.Duration
+	terms                        int // leaderships granted
 	writes                       []write
 	fenceAccepted, fenceRejected uint64
 
@@ -115,8 +116,8 @@ func (r *report) print(w io.Writer) {
 		{"", "delivered / redelivered (3 groups)", fmt.Sprintf("%d / %d", r.delivered, r.redelivered)},
 		{"", "dead-lettered / seen on dead.orders", fmt.Sprintf("%d / %d", r.deadLettered, r.deadLetters)},
 		{"", "duplicate handlings", fmt.Sprint(dup)},
-		{"election", "leaders (in order)", strings.Join(r.leaders, ", ")},
-		{"", "leader changes", fmt.Sprint(len(r.leaders) - 1)},
+		{"election", "leader before / after the failover", strings.Join(r.leaders, ", ")},
+		{"", "leader changes / terms that wrote", fmt.Sprintf("%d / %d", r.terms-1, len(r.tokens()))},
 		{"heartbeat", "leader cut off -> declared dead / new leader", fmt.Sprintf("%v / %v", r.detectDead.Round(time.Millisecond), r.failover.Round(time.Millisecond))},
 		{"fence", "writes accepted / rejected", fmt.Sprintf("%d / %d", r.fenceAccepted, r.fenceRejected)},
 		{"shard", "keys moved to shard-4 / ideal", fmt.Sprintf("%d / %.0f (%.2fx)", r.keysMoved, r.idealMoved, float64(r.keysMoved)/r.idealMoved)},
