@@ -185,6 +185,15 @@ type cluster struct {
 	high   uint64 // highest token the resource accepted, tracked independently of the fence
 	writes struct{ accepted, rejected int }
 	errs   []string
+	events []string // what the scenario did, for the trace of a failing seed
+}
+
+// event records what the scenario or a node did, for a failing seed's
+// trace.
+func (c *cluster) event(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events = append(c.events, time.Now().Format("15:04:05.000")+" "+fmt.Sprintf(format, args...))
 }
 
 func (c *cluster) must(err error) {
@@ -248,6 +257,7 @@ func (c *cluster) write(n *simNode, token uint64) {
 		if !errors.Is(err, election.ErrStaleToken) {
 			c.violate("fence: %v", err)
 		}
+		c.event("fence refused %s's token %d", n.id, token)
 		c.mu.Lock()
 		c.writes.rejected++
 		c.mu.Unlock()
@@ -298,6 +308,7 @@ func (c *cluster) work(ctx context.Context, n *simNode) {
 			continue
 		}
 		c.onGrant(n, t)
+		c.event("%s granted token %d", n.id, t.Token())
 		n.mu.Lock()
 		n.term = t
 		n.mu.Unlock()
@@ -317,6 +328,7 @@ func (c *cluster) work(ctx context.Context, n *simNode) {
 			if zombie {
 				// The process stops between its check of the term and
 				// its write, for longer than a lease.
+				c.event("%s's worker pauses before writing token %d", n.id, t.Token())
 				select {
 				case <-time.After(c.a.pauseFor):
 				case <-ctx.Done():
@@ -325,6 +337,7 @@ func (c *cluster) work(ctx context.Context, n *simNode) {
 			}
 			c.write(n, t.Token())
 		}
+		c.event("%s's term %d ended: %v", n.id, t.Token(), t.Err())
 	}
 }
 
@@ -354,6 +367,7 @@ func (c *cluster) partition() {
 		}
 	}
 	c.must(c.net.Partition(a, b))
+	c.event("partition %v | %v", a, b)
 }
 
 // run is one seeded scenario: nodes elect under random faults for a
@@ -400,8 +414,12 @@ func runScenario(t testing.TB, a algo, seed uint64) (recovery time.Duration, w s
 			if len(tr) > 20000 {
 				tr = "...\n" + tr[len(tr)-20000:]
 			}
-			t.Errorf("%s seed %d (%d nodes, faults healed at %v): %d violations:\n  %s\nnetwork trace (tail):\n%s",
-				a.name, seed, size, healed.Format("15:04:05.000"), len(c.errs), strings.Join(c.errs, "\n  "), tr)
+			evs := c.events
+			if len(evs) > 200 {
+				evs = append([]string{"..."}, evs[len(evs)-200:]...)
+			}
+			t.Errorf("%s seed %d (%d nodes, faults healed at %v): %d violations:\n  %s\nscenario trace (tail):\n  %s\nnetwork trace (tail; times since the start):\n%s\nreplay: go test -race -run 'TestSafetyUnderFaults/%s$' ./election/ -args -seed %d",
+				a.name, seed, size, healed.Format("15:04:05.000"), len(c.errs), strings.Join(c.errs, "\n  "), strings.Join(evs, "\n  "), tr, a.name, seed)
 		}
 	}()
 
@@ -415,30 +433,38 @@ func runScenario(t testing.TB, a algo, seed uint64) (recovery time.Duration, w s
 			c.partition()
 		case 2:
 			net.Heal()
+			c.event("heal")
 		case 3:
 			if n.up {
 				c.crash(n)
+				c.event("%s crashed", n.id)
 			}
 		case 4:
 			if !n.up {
 				c.startNode(n)
+				c.event("%s restarted", n.id)
 			}
 		case 5:
-			c.must(net.SetDefault(simnet.LinkConfig{Drop: c.rng.Float64() * 0.3, Duplicate: 0.05, Reorder: 0.1,
-				MinDelay: time.Millisecond, MaxDelay: time.Duration(1+c.rng.IntN(100)) * time.Millisecond}))
+			cfg := simnet.LinkConfig{Drop: c.rng.Float64() * 0.3, Duplicate: 0.05, Reorder: 0.1,
+				MinDelay: time.Millisecond, MaxDelay: time.Duration(1+c.rng.IntN(100)) * time.Millisecond}
+			c.must(net.SetDefault(cfg))
+			c.event("links: %+v", cfg)
 		case 6:
 			if n.up { // the whole node stops, longer than a lease
+				d := a.pauseFor/2 + time.Duration(c.rng.Int64N(int64(a.pauseFor)))
 				n.pause.mu.Lock()
-				n.pause.until = time.Now().Add(a.pauseFor/2 + time.Duration(c.rng.Int64N(int64(a.pauseFor))))
+				n.pause.until = time.Now().Add(d)
 				n.pause.mu.Unlock()
 				n.mu.Lock()
 				n.zombie = true // and so does its worker
 				n.mu.Unlock()
+				c.event("%s stalls for %v", n.id, d)
 			}
 		case 7, 8:
 			n.mu.Lock()
 			n.zombie = true
 			n.mu.Unlock()
+			c.event("%s's worker will pause", n.id)
 		}
 	}
 	// The faults stop.
@@ -450,8 +476,11 @@ func runScenario(t testing.TB, a algo, seed uint64) (recovery time.Duration, w s
 		}
 	}
 	healed = time.Now()
-	// Paused nodes may still be stalled: the bound counts from when the
-	// last stall ends.
+	// Stalled nodes may still be stalled: the faults stop when the last
+	// stall ends, and only then may a leader be expected. (Checking
+	// earlier can find the old leader still in its term, just before
+	// the stalls cost it its majority, and then wait for writes that
+	// cannot come until the stalls end.)
 	for _, n := range c.nodes {
 		n.pause.mu.Lock()
 		if n.pause.until.After(healed) {
@@ -459,6 +488,8 @@ func runScenario(t testing.TB, a algo, seed uint64) (recovery time.Duration, w s
 		}
 		n.pause.mu.Unlock()
 	}
+	time.Sleep(time.Until(healed))
+	c.event("faults stop")
 	for {
 		if l, ok := c.agreed(); ok {
 			recovery = time.Since(healed)

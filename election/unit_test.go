@@ -3,7 +3,7 @@ package election_test
 import (
 	"context"
 	"errors"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -87,24 +87,62 @@ func TestLeaseLostEndsTermPromptly(t *testing.T) {
 	})
 }
 
-// TestTermEndsBeforeLeaseExpires: a leader cut off from its store stops
-// at RenewDeadline, before the store lets anyone else in.
+// TestTermEndsBeforeLeaseExpires: a leader cut off from its store (every
+// call fails, its release too) ends its term RenewDeadline after its
+// last successful renewal, while the store still holds its lease, and a
+// rival that reaches the store is granted the lease only when it expires
+// there, at least LeaseDuration - RenewDeadline (the documented safety
+// margin) after the cut-off leader stopped.
+//
+// It used to read the store after the term ended while the leader's own
+// best-effort Release went through, racing with it; now the cut-off
+// leader cannot release, as a real partition would have it.
 func TestTermEndsBeforeLeaseExpires(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := &failingStore{MemoryStore: election.NewMemoryStore()}
+		mem := election.NewMemoryStore()
+		store := &cutStore{MemoryStore: mem}
 		ctx := context.Background()
-		el, _ := election.NewLease(store, election.LeaseConfig{ID: "a"})
-		go el.Run(ctx)
-		defer el.Close()
-		term, err := el.Campaign(ctx)
+		a, err := election.NewLease(store, election.LeaseConfig{ID: "a"})
 		require.NoError(t, err)
-		store.fail.Store(true)
-		<-term.Done()
-		ended := time.Since(term.Started())
+		go a.Run(ctx)
+		defer a.Close()
+		term, err := a.Campaign(ctx)
+		require.NoError(t, err)
+
+		b, err := election.NewLease(mem, election.LeaseConfig{ID: "b"})
+		require.NoError(t, err)
+		go b.Run(ctx)
+		defer b.Close()
+		bTerm := make(chan *election.Term, 1)
+		go func() {
+			bt, err := b.Campaign(ctx)
+			if err == nil {
+				bTerm <- bt
+			}
+		}()
+
+		// A few renewals go through, then the store becomes unreachable.
+		time.Sleep(2*election.DefaultRetryPeriod + election.DefaultRetryPeriod/2)
+		lastRenewal := store.cut()
+		require.Equal(t, term.Started().Add(2*election.DefaultRetryPeriod), lastRenewal, "a renewed every RetryPeriod")
+
+		select {
+		case <-term.Done():
+		case bt := <-bTerm:
+			t.Fatalf("b granted token %d at %v while a's term %d is live", bt.Token(), bt.Started(), term.Token())
+		}
+		ended := time.Now()
 		require.ErrorIs(t, context.Cause(term.Context()), election.ErrLeadershipLost)
-		require.LessOrEqual(t, ended, election.DefaultRenewDeadline+election.DefaultRetryPeriod)
-		_, err = store.MemoryStore.Get(ctx, election.DefaultLeaseKey)
+		require.LessOrEqual(t, ended.Sub(lastRenewal), election.DefaultRenewDeadline,
+			"the term outlived RenewDeadline after the last successful renewal")
+		l, err := mem.Get(ctx, election.DefaultLeaseKey)
 		require.NoError(t, err, "the term ended while the store still held the lease")
+		require.Equal(t, term.Token(), l.Epoch)
+
+		bt := <-bTerm
+		require.Greater(t, bt.Token(), term.Token())
+		require.GreaterOrEqual(t, bt.Started().Sub(ended), election.DefaultLeaseDuration-election.DefaultRenewDeadline,
+			"b was granted the lease within the safety margin of a's term ending")
 	})
 }
 
@@ -179,14 +217,70 @@ func TestClosedElector(t *testing.T) {
 	})
 }
 
-type failingStore struct {
+// cutStore is a MemoryStore that its elector can reach until cut: from
+// then on every call fails, as in a partition from the store.
+type cutStore struct {
 	*election.MemoryStore
-	fail atomic.Bool
+	mu      sync.Mutex
+	isCut   bool
+	renewed time.Time // start of the latest successful Renew
 }
 
-func (f *failingStore) Renew(ctx context.Context, key string, epoch uint64, ttl time.Duration) (election.Lease, error) {
-	if f.fail.Load() {
-		return election.Lease{}, errors.New("store unreachable")
+var errUnreachable = errors.New("store unreachable")
+
+// cut makes the store unreachable and returns when the latest
+// successful renewal started.
+func (s *cutStore) cut() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.isCut = true
+	return s.renewed
+}
+
+func (s *cutStore) down() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.isCut
+}
+
+func (s *cutStore) Acquire(ctx context.Context, key, holder string, ttl time.Duration) (election.Lease, error) {
+	if s.down() {
+		return election.Lease{}, errUnreachable
 	}
-	return f.MemoryStore.Renew(ctx, key, epoch, ttl)
+	return s.MemoryStore.Acquire(ctx, key, holder, ttl)
+}
+
+func (s *cutStore) Renew(ctx context.Context, key string, epoch uint64, ttl time.Duration) (election.Lease, error) {
+	start := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.isCut {
+		return election.Lease{}, errUnreachable
+	}
+	l, err := s.MemoryStore.Renew(ctx, key, epoch, ttl)
+	if err == nil {
+		s.renewed = start
+	}
+	return l, err
+}
+
+func (s *cutStore) Release(ctx context.Context, key string, epoch uint64) error {
+	if s.down() {
+		return errUnreachable
+	}
+	return s.MemoryStore.Release(ctx, key, epoch)
+}
+
+func (s *cutStore) Get(ctx context.Context, key string) (election.Lease, error) {
+	if s.down() {
+		return election.Lease{}, errUnreachable
+	}
+	return s.MemoryStore.Get(ctx, key)
+}
+
+func (s *cutStore) Watch(ctx context.Context, key string, epoch uint64) error {
+	if s.down() {
+		return errUnreachable
+	}
+	return s.MemoryStore.Watch(ctx, key, epoch)
 }
