@@ -125,6 +125,7 @@ type RaftElector struct {
 	next   time.Time // next heartbeat
 	mine   *Term
 	outBuf []byte
+	rng    *rand.Rand // nil: the global source; set by tests to replay a seed
 	mu     sync.Mutex // guards st for Term
 }
 
@@ -250,7 +251,15 @@ func (r *RaftElector) Run(ctx context.Context) error {
 
 func (r *RaftElector) randTimeout() time.Duration {
 	et := r.cfg.ElectionTimeout
-	return et + rand.N(et)
+	return et + r.randN(et)
+}
+
+// randN returns a random duration in [0, d), from r.rng if set.
+func (r *RaftElector) randN(d time.Duration) time.Duration {
+	if r.rng != nil {
+		return time.Duration(r.rng.Int64N(int64(d)))
+	}
+	return rand.N(d)
 }
 
 func (r *RaftElector) save(st TermState) bool {
@@ -505,7 +514,7 @@ func (r *RaftElector) handle(ctx context.Context, m wmsg, now time.Time) {
 		if m.term == r.st.Term && r.leaderID == m.from && r.role != leader {
 			r.leaderID, r.lastHeard = "", time.Time{}
 			r.setLeader(Leader{})
-			r.electAt = now.Add(rand.N(r.cfg.ElectionTimeout/2 + 1))
+			r.electAt = now.Add(r.randN(r.cfg.ElectionTimeout/2 + 1))
 		}
 	}
 }

@@ -71,6 +71,7 @@ var algos = []algo{
 			cfg.ID, cfg.Peers, cfg.State = n.id, c.peers(n.id, ""), n.state
 			el, err := election.NewRaft(tr, cfg)
 			c.must(err)
+			election.SeedRaftForTest(el, c.seed<<20^uint64(n.idx)<<12^uint64(n.starts))
 			return el, func() { tr.Close() }
 		}},
 	{name: "bully", bound: 3 * time.Second, pauseFor: 2 * time.Second,
@@ -140,6 +141,8 @@ func (p *pauser) Recv(ctx context.Context) (heartbeat.Packet, error) {
 }
 
 type simNode struct {
+	idx    int // position in the cluster
+	starts int // how often the node has been started
 	id     string
 	addrs  []string
 	state  *election.MemoryTermStore
@@ -271,6 +274,7 @@ func (c *cluster) startNode(n *simNode) {
 	for _, a := range n.addrs {
 		c.net.Restart(a)
 	}
+	n.starts++
 	n.pause = &pauser{}
 	tr, err := simtransport.Listen(c.net, n.id)
 	c.must(err)
@@ -392,7 +396,7 @@ func runScenario(t testing.TB, a algo, seed uint64) (recovery time.Duration, w s
 	}
 	size := 3 + c.rng.IntN(4)/3*2 // 3 nodes, or 5 in a quarter of the seeds
 	for i := range size {
-		c.nodes = append(c.nodes, &simNode{id: fmt.Sprintf("n%d", i+1), state: &election.MemoryTermStore{}})
+		c.nodes = append(c.nodes, &simNode{idx: i, id: fmt.Sprintf("n%d", i+1), state: &election.MemoryTermStore{}})
 	}
 	for _, n := range c.nodes {
 		c.startNode(n)
