@@ -432,7 +432,7 @@ func runScenario(t testing.TB, a algo, seed uint64) (recovery time.Duration, w s
 	for time.Now().Before(end) {
 		time.Sleep(time.Duration(50+c.rng.IntN(350)) * time.Millisecond)
 		n := c.nodes[c.rng.IntN(len(c.nodes))]
-		switch c.rng.IntN(9) {
+		switch c.rng.IntN(10) {
 		case 0, 1:
 			c.partition()
 		case 2:
@@ -469,6 +469,15 @@ func runScenario(t testing.TB, a algo, seed uint64) (recovery time.Duration, w s
 			n.zombie = true
 			n.mu.Unlock()
 			c.event("%s's worker will pause", n.id)
+		case 9: // n and m lose each other but still reach the rest
+			m := c.nodes[(n.idx+1+c.rng.IntN(len(c.nodes)-1))%len(c.nodes)]
+			for _, x := range n.addrs {
+				for _, y := range m.addrs {
+					net.Cut(x, y)
+					net.Cut(y, x)
+				}
+			}
+			c.event("%s and %s cut off from each other", n.id, m.id)
 		}
 	}
 	// The faults stop.
