@@ -90,10 +90,12 @@
 //     no lease or entry behind.
 //
 // The package's tests check these over 500 seeded scenarios per
-// algorithm on a simulated network with partitions, loss, duplication,
-// reordering, delays, crashes, restarts, node stalls and worker pauses
-// longer than a lease (5000 with `go test -run SafetyUnderFaults
-// ./election -args -soak`), and run each algorithm between nodes on UDP
+// algorithm on a simulated network with partitions (some
+// non-transitive: two nodes lose each other but still reach the rest),
+// loss, duplication, reordering, delays, crashes, restarts, node stalls
+// and worker pauses longer than a lease (5000 with `go test -run
+// SafetyUnderFaults ./election -args -soak`; one failing seed replays
+// with `-args -seed N`), and run each algorithm between nodes on UDP
 // loopback. After the faults stop, a leader known to every node must
 // emerge within 2 × LeaseDuration + RetryPeriod for the lease electors,
 // 8 × ElectionTimeout for Raft and 3 s for Bully (at the timings in
