@@ -480,8 +480,15 @@ func runScenario(t testing.TB, a algo, seed uint64) (recovery time.Duration, w s
 			c.event("%s and %s cut off from each other", n.id, m.id)
 		}
 	}
-	// The faults stop.
+	// The faults stop: the network heals, crashed nodes restart, and
+	// worker pauses not yet begun are called off (one already begun runs
+	// its course; the check below waits for it).
 	net.Heal()
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		n.zombie = false
+		n.mu.Unlock()
+	}
 	c.must(net.SetDefault(simnet.LinkConfig{MinDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}))
 	for _, n := range c.nodes {
 		if !n.up {
