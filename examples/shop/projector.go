@@ -67,6 +67,8 @@ type projector struct {
 	mon  *heartbeat.Monitor
 	stop func()
 
+	ctx context.Context // the process's life: cancelled by stop
+
 	mu    sync.Mutex
 	term  *election.Term
 	stall chan chan struct{} // armed: the next batch waits here for release
@@ -93,10 +95,20 @@ func (f *feed) Apply(ctx context.Context, events []eventsource.Event, cp uint64)
 	f.p.mu.Unlock()
 	if stall != nil {
 		// The process stops here (a long GC pause, a frozen VM), holding
-		// a batch it was about to write, and resumes once released.
+		// a batch it was about to write, and resumes once released. Only
+		// stopping the process ends the pause: the term's context is not
+		// looked at, as a frozen process would not look at it either.
 		release := make(chan struct{})
-		stall <- release
-		<-release
+		select {
+		case stall <- release:
+		case <-f.p.ctx.Done():
+			return f.p.ctx.Err()
+		}
+		select {
+		case <-release:
+		case <-f.p.ctx.Done():
+			return f.p.ctx.Err()
+		}
 	}
 	return f.g.apply(ctx, f.p.id, f.token, events, cp)
 }
@@ -182,8 +194,8 @@ func (c *cluster) start(ctx context.Context, id string, ids []string, store even
 	if err != nil {
 		return fail(err)
 	}
-	p := &projector{id: id, el: el, mon: mon}
 	nctx, cancel := context.WithCancel(ctx)
+	p := &projector{id: id, el: el, mon: mon, ctx: nctx}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = mon.Run(nctx) })
 	wg.Go(func() { _ = node.Run(nctx) })
@@ -232,9 +244,15 @@ func (c *cluster) lead(ctx context.Context, p *projector, store eventsource.Stor
 		err = proj.Run(t.Context())
 		var stale *election.StaleTokenError
 		if errors.As(err, &stale) {
-			c.say("fence: REJECTED %s's write with token %d: a leader with token %d has written; %s stops",
-				p.id, stale.Token, stale.Highest, p.id)
-			return
+			// Deposed: a newer leader has written. Stop writing, wait
+			// until the elector notices too, and campaign again.
+			c.say("fence: REJECTED %s's write with token %d: a leader with token %d has written",
+				p.id, stale.Token, stale.Highest)
+			select {
+			case <-t.Done():
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
 }

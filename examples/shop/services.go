@@ -305,3 +305,43 @@ func checkoutDefinition(stock *stockService, pay *paymentClient, ship *shippingS
 			}},
 	)
 }
+
+// coordinators hands out the live saga coordinator; a crash swaps it for
+// a new one that resumes what the old one left.
+type coordinators struct {
+	mu       sync.RWMutex
+	cur      *saga.Coordinator
+	store    *crashable
+	replaced chan struct{} // closed once a new coordinator has taken over
+}
+
+// checkout runs order's saga to its end, across a coordinator crash.
+func (c *coordinators) checkout(ctx context.Context, id string, input []byte) (saga.Status, error) {
+	c.mu.RLock()
+	st, err := c.cur.Execute(ctx, "checkout", id, input)
+	c.mu.RUnlock()
+	if !errors.Is(err, errCrashed) {
+		return st, err
+	}
+	// The coordinator died under this saga. Once a new one has taken over
+	// it has resumed every saga the log shows unfinished.
+	select {
+	case <-c.replaced:
+	case <-ctx.Done():
+		return st, ctx.Err()
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	st, err = c.cur.Status(ctx, id)
+	switch {
+	case errors.Is(err, saga.ErrNotFound): // it never reached the log
+		return c.cur.Execute(ctx, "checkout", id, input)
+	case err != nil:
+		return st, err
+	case st.State == saga.Completed:
+		return st, nil
+	case st.State == saga.Compensated:
+		return st, fmt.Errorf("%w: %s", saga.ErrCompensated, st.Cause)
+	}
+	return st, fmt.Errorf("saga %s is %s after recovery", id, st.State)
+}
