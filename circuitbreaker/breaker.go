@@ -61,11 +61,15 @@ type episode struct {
 	tdone  atomic.Pointer[timedDone]
 	probes []atomic.Pointer[probe] // half-open
 
+	// The counters share one cache line, away from the fields above that
+	// every call reads: a failing call updates three of them, and under
+	// contention one line changing hands costs a third of three doing so
+	// (BenchmarkFailure/consecutive/parallel: 134 ns apart, 55 ns
+	// together), while a succeeding call pays about 2 ns more.
 	_        [64]byte
 	calls    atomic.Uint64 // closed without a window
-	_        [56]byte
-	consec   atomic.Uint64
 	failures atomic.Uint64 // closed without a window
+	consec   atomic.Uint64
 	probeOK  atomic.Int64  // half-open successes
 }
 
