@@ -70,7 +70,7 @@ type episode struct {
 	calls    atomic.Uint64 // closed without a window
 	failures atomic.Uint64 // closed without a window
 	consec   atomic.Uint64
-	probeOK  atomic.Int64  // half-open successes
+	probeOK  atomic.Int64 // half-open successes
 }
 
 // Window modes of closed episodes.
