@@ -45,10 +45,11 @@
 // the bucket of a probe, which holds one or two points on average, and both
 // probes' loads are issued before either is examined so that their cache
 // misses overlap. [Ring.Locate] does not allocate. With the ring in the CPU
-// caches it runs about twice as fast as a binary search over the same
-// points at 100 nodes and three times as fast at 1000 (BenchmarkLocate);
-// when other work keeps evicting it, each probe pays two dependent cache
-// misses and the lead shrinks to 1.2 to 1.5 times (BenchmarkLocateSpeedup).
+// caches it runs two to four times as fast as a binary search over the
+// same points at 100 nodes and three to four times as fast at 1000
+// (BenchmarkLocate; the lower figures on a busy machine); when other work
+// keeps evicting it, each probe pays two dependent cache misses and the
+// lead shrinks to 1.2 to 1.8 times (BenchmarkLocateSpeedup).
 // Use [Config.VNodes] = 160 and Probes = 1 where memory matters more than
 // balance.
 //
