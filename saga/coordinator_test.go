@@ -614,3 +614,74 @@ func TestConcurrentCoordinatorsOneWriterPerSaga(t *testing.T) {
 		}
 	}
 }
+
+func TestIndependentCompensationsRunInParallel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// a, then b c d in parallel (d fails once b and c are done); b and
+		// c each take a second to compensate, and must be undone together,
+		// before a.
+		var order eventLog
+		slowUndo := func(name string, deps ...string) saga.Step {
+			return saga.Step{Name: name, DependsOn: deps,
+				Action: func(context.Context, *saga.Call) ([]byte, error) { return []byte(name), nil },
+				Compensate: func(context.Context, *saga.Call) error {
+					time.Sleep(time.Second)
+					order.add(name)
+					return nil
+				}}
+		}
+		fail := saga.Step{Name: "d", DependsOn: []string{"a"}, Action: func(context.Context, *saga.Call) ([]byte, error) {
+			time.Sleep(time.Second) // after b and c have succeeded
+			return nil, saga.Fail(errNoAvailability)
+		}}
+		d := mustDefinition(t, "p", slowUndo("a"), slowUndo("b", "a"), slowUndo("c", "a"), fail)
+		c := mustCoordinator(t, saga.NewMemoryStore(), saga.Config{}, d)
+		start := time.Now()
+		st, err := c.Execute(t.Context(), "p", "x", nil)
+		if !errors.Is(err, saga.ErrCompensated) || st.State != saga.Compensated {
+			t.Fatalf("Execute = %s, %v; want compensated", st.State, err)
+		}
+		// 1s for d to fail, then b and c together (1s), then a (1s): 3s.
+		// Compensating b and c one after the other would take 4s.
+		if el := time.Since(start); el != 3*time.Second {
+			t.Errorf("took %v, want 3s (b and c compensated in parallel)", el)
+		}
+		if got := order.list(); len(got) != 3 || got[2] != "a" {
+			t.Errorf("compensation order %v; want b and c, then a", got)
+		}
+	})
+}
+
+func TestBackoffIsJittered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// A constant 1s backoff with 50% jitter: every wait lies in
+		// [0.5s, 1.5s], and the waits differ from one another.
+		const attempts = 20
+		var at []time.Time
+		flaky := saga.Step{Name: "flaky", Action: func(context.Context, *saga.Call) ([]byte, error) {
+			at = append(at, time.Now())
+			return nil, errors.New("connection reset")
+		}}
+		flaky.Policy = saga.Policy{MaxAttempts: attempts, Backoff: saga.Backoff{Initial: time.Second, Max: time.Second, Multiplier: 1, Jitter: 0.5}}
+		c := mustCoordinator(t, saga.NewMemoryStore(), saga.Config{}, mustDefinition(t, "f", flaky))
+		if _, err := c.Execute(t.Context(), "f", "f1", nil); !errors.Is(err, saga.ErrStuck) {
+			t.Fatalf("Execute: %v; want stuck", err)
+		}
+		if len(at) != attempts {
+			t.Fatalf("%d attempts, want %d", len(at), attempts)
+		}
+		distinct := map[time.Duration]bool{}
+		for i := 1; i < len(at); i++ {
+			w := at[i].Sub(at[i-1])
+			if w < 500*time.Millisecond || w > 1500*time.Millisecond {
+				t.Errorf("wait %d was %v; want within [0.5s, 1.5s]", i, w)
+			}
+			distinct[w] = true
+		}
+		// With jitter, 19 waits drawn from a 1s-wide range are not all the
+		// same; without it they all are exactly 1s.
+		if len(distinct) < 2 {
+			t.Errorf("all %d waits were %v: no jitter", attempts-1, at[1].Sub(at[0]))
+		}
+	})
+}
