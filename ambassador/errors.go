@@ -32,6 +32,7 @@ type ConfigError struct {
 	Reason string // for example "must not be negative"
 }
 
+// Error names the field and the reason.
 func (e *ConfigError) Error() string {
 	return "ambassador: invalid config: " + e.Field + " " + e.Reason
 }
@@ -44,9 +45,10 @@ func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
 // status is in [BreakerConfig.FailureStatuses]. The response itself still
 // goes back to the caller: a status is never turned into a returned error.
 type StatusError struct {
-	Code int
+	Code int // the HTTP status code
 }
 
+// Error names the status code and its text.
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("ambassador: upstream answered %d %s", e.Code, http.StatusText(e.Code))
 }

@@ -61,15 +61,15 @@ func (o Outcome) String() string {
 type AttemptEvent struct {
 	Name   string // [Config.Name]
 	Host   string // the upstream's host:port
-	Method string
+	Method string // the request's HTTP method
 	// Attempt is the attempt's number, from 1; hedged copies share the
 	// number of the attempt they hedge.
 	Attempt int
 	// Hedge is 0 for the attempt itself and k for its k-th hedged copy.
 	Hedge   int
-	Outcome Outcome
-	Status  int   // the response status, or 0
-	Err     error // the error, or nil
+	Outcome Outcome // how the attempt ended
+	Status  int     // the response status, or 0
+	Err     error   // the error, or nil
 	// Duration is the time until the response headers or the error.
 	Duration time.Duration
 	// Retry says whether the transport will retry after this attempt.
@@ -78,12 +78,12 @@ type AttemptEvent struct {
 
 // RequestEvent describes one request, all attempts included.
 type RequestEvent struct {
-	Name    string // [Config.Name]
-	Host    string // the upstream's host:port
-	Method  string
-	Outcome Outcome
-	Status  int   // the final status, or 0
-	Err     error // the final error, or nil
+	Name    string  // [Config.Name]
+	Host    string  // the upstream's host:port
+	Method  string  // the request's HTTP method
+	Outcome Outcome // how the request ended
+	Status  int     // the final status, or 0
+	Err     error   // the final error, or nil
 	// Attempts counts the attempts made, hedged copies excluded.
 	Attempts int
 	// Hedges counts the hedged copies sent.
@@ -98,10 +98,10 @@ type RequestEvent struct {
 
 // BreakerEvent describes a state change of a host's circuit breaker.
 type BreakerEvent struct {
-	Name   string // [Config.Name]
-	Host   string
-	From   circuitbreaker.State
-	To     circuitbreaker.State
-	Reason string
-	At     time.Time
+	Name   string               // [Config.Name]
+	Host   string               // the upstream host:port the breaker guards
+	From   circuitbreaker.State // the state before the change
+	To     circuitbreaker.State // the state after it
+	Reason string               // why, as in [circuitbreaker.Transition]
+	At     time.Time            // when the breaker changed state
 }

@@ -381,8 +381,8 @@ func (p *Proxy) reply(w http.ResponseWriter, r *http.Request, pr *proxyRoute, st
 
 // RouteStatus describes a route for readiness and debugging.
 type RouteStatus struct {
-	Name     string `json:"name"`
-	Upstream string `json:"upstream"`
+	Name     string `json:"name"`     // the route's name
+	Upstream string `json:"upstream"` // the route's upstream URL
 	// Breaker is the state of the upstream host's breaker ("closed",
 	// "open", ...), or "" when circuit breaking is disabled.
 	Breaker string `json:"breaker,omitempty"`

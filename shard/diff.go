@@ -12,8 +12,8 @@ import (
 // Move is the set of key ranges that change owner from one shard to
 // another between two maps.
 type Move struct {
-	From string
-	To   string
+	From string // the shard that owned the ranges in the old map
+	To   string // the shard that owns them in the new map
 	// Ranges are disjoint, in key-space order, and never adjacent (adjacent
 	// pieces are reported as one range).
 	Ranges []Range
@@ -35,6 +35,8 @@ func (mv Move) Contains(key string) bool {
 	return i < len(mv.Ranges) && mv.Ranges[i].Start <= key
 }
 
+// String summarises the move for logs: the shards, the number of ranges
+// and the first range.
 func (mv Move) String() string {
 	return fmt.Sprintf("%s -> %s: %d range(s) from %v", mv.From, mv.To, len(mv.Ranges), mv.Ranges[0])
 }

@@ -53,6 +53,7 @@ type ShardError struct {
 	Err error
 }
 
+// Error names the shard and its error.
 func (e *ShardError) Error() string { return fmt.Sprintf("shard %q: %v", e.Shard, e.Err) }
 
 // Unwrap returns e.Err.

@@ -96,8 +96,8 @@ func Hash(key string) uint64 { return xxhash.Sum64String(key) }
 
 // Assignment is a range with its owning shard.
 type Assignment struct {
-	Range Range
-	Shard string
+	Range Range  // the keys assigned
+	Shard string // the shard that owns them
 }
 
 // Map is an immutable, versioned assignment of the whole key space to

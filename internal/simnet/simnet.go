@@ -87,8 +87,8 @@ type Config struct {
 
 // Packet is one delivered message. Payload is the receiver's own copy.
 type Packet struct {
-	From, To string
-	Payload  []byte
+	From, To string // sender and receiver addresses
+	Payload  []byte // the receiver's own copy of the bytes sent
 	// Seq numbers sends across the whole network, from 1. A duplicate
 	// carries the Seq of its original.
 	Seq uint64

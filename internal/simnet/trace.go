@@ -36,6 +36,7 @@ var kindNames = [...]string{
 	EventConfig:    "config",
 }
 
+// String returns the kind's name as printed in traces, such as "config".
 func (k EventKind) String() string {
 	if int(k) < len(kindNames) && kindNames[k] != "" {
 		return kindNames[k]
@@ -46,13 +47,14 @@ func (k EventKind) String() string {
 // Event is one entry of the network trace.
 type Event struct {
 	At       time.Duration // since the network was created
-	Kind     EventKind
-	From, To string
-	Seq      uint64 // the packet's send sequence, for packet events
-	Size     int    // payload bytes, for packet events
-	Detail   string // drop reason, fault description
+	Kind     EventKind     // what happened
+	From, To string        // the link's endpoints, or the node for node events
+	Seq      uint64        // the packet's send sequence, for packet events
+	Size     int           // payload bytes, for packet events
+	Detail   string        // drop reason, fault description
 }
 
+// String renders the event as one line of [Network.WriteTrace] output.
 func (e Event) String() string {
 	s := fmt.Sprintf("%12v %-9s", e.At, e.Kind)
 	if e.From != "" || e.To != "" {
