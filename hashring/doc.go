@@ -62,6 +62,12 @@
 // node of its preference list, so a membership change can cascade and move
 // somewhat more than the minimum; choose epsilon by the balance you need
 // (0.25 is a common choice) and measure the movement with the report tool.
+// At the defaults the ring alone is within about 1.06 times the mean, so a
+// bound only binds, and only costs movement, when epsilon is smaller than
+// that: at 100 nodes and 1,000,000 keys a join moves the same keys as the
+// plain ring with epsilon 0.25, 0.1% to 0.3% more with epsilon 0.05 and 2.9%
+// to 3.6% more with epsilon 0.02, over two seeds (go run
+// ./hashring/internal/ringreport -seeds 2 -eps 0.02).
 //
 // # The scheme, for other implementations
 //
