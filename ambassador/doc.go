@@ -117,14 +117,17 @@
 //
 // # Performance
 //
-// On the default configuration a request costs three allocations beyond
-// the bare [http.Transport] (the request copy with its state, and the
-// header map that carries the added correlation ID and traceparent),
-// takes no lock on the hot path (the breaker and the budget use atomics)
-// and starts no goroutine; hedged copies run on their timer's goroutine.
-// Attempt and overall timeouts add a context and a timer each. The package
-// benchmarks compare a loopback GET with a direct [http.Client] call, and
-// the proxy with a direct call, in the same run.
+// On the default configuration a request costs at most three allocations
+// beyond the bare [http.Transport] (the request copy with its state, and
+// the header map that carries the added correlation ID and traceparent;
+// BenchmarkGET counts one more allocs/op, and about 650 more bytes, than a
+// direct call that sends the same headers), takes no lock on the hot path
+// (the breaker and the budget use atomics) and starts no goroutine; hedged
+// copies run on their timer's goroutine. Attempt and overall timeouts add
+// a context and a timer each: with the bulkhead, both timeouts and metrics
+// on, BenchmarkGET counts 16 more allocs/op than the direct call. The
+// package benchmarks compare a loopback GET with a direct [http.Client]
+// call, and the proxy with a direct call, in the same run.
 //
 // # Usage
 //
