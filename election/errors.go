@@ -62,6 +62,7 @@ type StaleTokenError struct {
 	Token, Highest uint64
 }
 
+// Error names the rejected token and the highest the fence accepted.
 func (e *StaleTokenError) Error() string {
 	return fmt.Sprintf("election: stale fencing token %d (a leader with token %d has written)", e.Token, e.Highest)
 }

@@ -21,8 +21,11 @@ type TermState struct {
 // returns; the electors call it before they answer a vote or announce a
 // term.
 type TermStore interface {
+	// Load returns the saved state, or the zero TermState if none was
+	// saved yet.
 	Load() (TermState, error)
-	Save(TermState) error
+	// Save stores s durably, replacing the previous state.
+	Save(s TermState) error
 }
 
 // MemoryTermStore keeps the state in memory: it survives a restart of

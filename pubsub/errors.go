@@ -67,6 +67,7 @@ type TopicError struct {
 	Reason string // what is wrong with it
 }
 
+// Error names the topic and what is wrong with it.
 func (e *TopicError) Error() string {
 	return fmt.Sprintf("pubsub: invalid topic %q: %s", e.Topic, e.Reason)
 }
@@ -80,6 +81,7 @@ type ConfigError struct {
 	Reason string
 }
 
+// Error names the field and what is wrong with it.
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("pubsub: invalid %s: %s", e.Field, e.Reason)
 }
@@ -94,6 +96,7 @@ type QueueFullError struct {
 	Subscription string // name of the full subscription
 }
 
+// Error names the full subscription.
 func (e *QueueFullError) Error() string {
 	return fmt.Sprintf("pubsub: queue of subscription %q is full", e.Subscription)
 }
@@ -108,6 +111,7 @@ type PublishError struct {
 	Err       error // why the next message was not accepted
 }
 
+// Error says how many messages were published and why the next was not.
 func (e *PublishError) Error() string {
 	return fmt.Sprintf("pubsub: published %d message(s), then: %v", e.Published, e.Err)
 }
@@ -129,6 +133,7 @@ type UndeliveredError struct {
 	Messages []Undelivered
 }
 
+// Error counts the undelivered messages and names a few.
 func (e *UndeliveredError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "pubsub: %d message(s) not delivered", len(e.Messages))
@@ -178,6 +183,7 @@ type RetryError struct {
 	Err   error
 }
 
+// Error gives the delay and the underlying error.
 func (e *RetryError) Error() string {
 	return fmt.Sprintf("%v (retry after %v)", e.Err, e.After)
 }
@@ -194,6 +200,7 @@ type PanicError struct {
 	Stack []byte // the stack of the panicking goroutine
 }
 
+// Error gives the panic value.
 func (e *PanicError) Error() string { return fmt.Sprintf("pubsub: handler panicked: %v", e.Value) }
 
 // Unwrap returns the panic value if it is an error.

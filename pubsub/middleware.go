@@ -130,6 +130,8 @@ func Correlation() Middleware {
 // proceed and, if so, returns done, which must be called once with the
 // call's outcome. A *circuitbreaker.Breaker from this module satisfies it.
 type Breaker interface {
+	// Allow returns done, to be called once with the call's outcome,
+	// or an error (and no done) if the call may not proceed.
 	Allow() (done func(err error), err error)
 }
 

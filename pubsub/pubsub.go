@@ -112,6 +112,7 @@ const (
 	OverflowError
 )
 
+// String returns the policy's name: "block", "drop-oldest" and so on.
 func (p OverflowPolicy) String() string {
 	switch p {
 	case OverflowBlock:
