@@ -386,13 +386,21 @@ func (c *core) expire(t *Term) {
 }
 
 // endTerm ends t (nil: whatever term is current) with cause. It returns
-// the term it ended, or nil.
+// the term it ended, or nil. Once the elector is closed the cause is
+// ErrClosed, whatever step of Run's shutdown ends the term; a nil cause
+// is ErrLeadershipLost.
 func (c *core) endTerm(t *Term, cause error) *Term {
 	c.mu.Lock()
 	cur := c.term
 	if cur == nil || (t != nil && t != cur) {
 		c.mu.Unlock()
 		return nil
+	}
+	switch {
+	case c.closed:
+		cause = ErrClosed
+	case cause == nil:
+		cause = fmt.Errorf("%w: Run stopped", ErrLeadershipLost)
 	}
 	c.term = nil
 	cur.mu.Lock()
