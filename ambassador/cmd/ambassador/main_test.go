@@ -311,3 +311,55 @@ func TestRunGivesUpDrainingAfterTheTimeout(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "did not finish within 100ms")
 }
+
+// TestSlowClientsAreCutOff guards the server timeouts against slow
+// clients: a client that never finishes its request headers is
+// disconnected after read_header_timeout, and an idle keep-alive
+// connection after idle_timeout, instead of holding a connection forever.
+func TestSlowClientsAreCutOff(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	proxy, _, cancel, done, _ := startRun(t, `{"routes": [{"upstream": "`+up.URL+`"}],
+		"read_header_timeout": "200ms", "idle_timeout": "300ms"}`)
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	addr := strings.TrimPrefix(proxy, "http://")
+
+	// waitClosed reads until the server closes the connection; the read
+	// deadline only bounds a failing test.
+	waitClosed := func(t *testing.T, conn net.Conn) string {
+		t.Helper()
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+		got, err := io.ReadAll(conn)
+		var ne net.Error
+		require.False(t, errors.As(err, &ne) && ne.Timeout(), "the server did not close the connection")
+		return string(got)
+	}
+
+	t.Run("headers never finished", func(t *testing.T) {
+		start := time.Now() // before the server can start its timer
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer conn.Close()
+		_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n") // no blank line
+		require.NoError(t, err)
+		got := waitClosed(t, conn)
+		assert.NotContains(t, got, "ok", "no request was forwarded")
+		assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "cut off by the timeout, not at once")
+	})
+
+	t.Run("idle keep-alive connection", func(t *testing.T) {
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer conn.Close()
+		_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		require.NoError(t, err)
+		got := waitClosed(t, conn)
+		assert.Contains(t, got, "200 OK")
+		assert.True(t, strings.HasSuffix(got, "ok"), "the response came whole before the close: %q", got)
+	})
+}
