@@ -95,8 +95,9 @@
 // loss, duplication, reordering, delays, crashes, restarts, node stalls
 // and worker pauses longer than a lease (5000 with `go test -run
 // SafetyUnderFaults ./election -args -soak`; one failing seed replays
-// with `-args -seed N`), and run each algorithm between nodes on UDP
-// loopback. After the faults stop, a leader known to every node must
+// with `-args -seed N`), and run each algorithm over UDP on loopback,
+// both between nodes in one process and between separate processes
+// (TestProcessFailover kills the leader's process). After the faults stop, a leader known to every node must
 // emerge within 2 × LeaseDuration + RetryPeriod for the lease electors,
 // 8 × ElectionTimeout for Raft and 3 s for Bully (at the timings in
 // sim_test.go); `go test -v -run SafetyUnderFaults` logs the median,
