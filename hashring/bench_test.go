@@ -13,8 +13,9 @@ import (
 )
 
 // binaryRing is the baseline the issue asks Locate to beat: the same points
-// (xxhash64 of "<name>#<i>") in one sorted slice, looked up with a binary
-// search for the first point at or after xxhash64(key).
+// (the documented scheme: SplitMix64 seeded with xxhash64 of the name) in one
+// sorted slice, looked up with a binary search for the first point at or
+// after xxhash64(key).
 type binaryRing struct {
 	pts    []uint64
 	owners []string
