@@ -230,3 +230,52 @@ func TestStoppedRunEndsTermWithLeadershipLost(t *testing.T) {
 		})
 	}
 }
+
+// TestCampaignFailsWhenItsOwnEntryIsLost: a sequence candidate whose own
+// entry is deleted behind its back (its session expired in the store)
+// sees its Campaign fail with ErrLeaseLost within a RetryPeriod, instead
+// of waiting for ever in a queue it is no longer in (etcd's Campaign).
+func TestCampaignFailsWhenItsOwnEntryIsLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := election.NewMemoryStore()
+		ctx := context.Background()
+		first, err := election.NewSequence(store, election.LeaseConfig{ID: "first"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer first.Close()
+		go first.Run(ctx)
+		if _, err := first.Campaign(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c, err := election.NewSequence(store, election.LeaseConfig{ID: "c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go c.Run(ctx)
+		res := make(chan error, 1)
+		go func() { _, err := c.Campaign(ctx); res <- err }()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		ls, err := store.List(ctx, election.DefaultSequencePrefix)
+		if err != nil || len(ls) != 2 {
+			t.Fatalf("List = %+v, %v; want the leader's and c's entries", ls, err)
+		}
+		if err := store.Release(ctx, ls[1].Key, ls[1].Epoch); err != nil { // behind c's back
+			t.Fatal(err)
+		}
+		lost := time.Now()
+		select {
+		case err := <-res:
+			if !errors.Is(err, election.ErrLeaseLost) {
+				t.Fatalf("Campaign returned %v, want ErrLeaseLost", err)
+			}
+			if d := time.Since(lost); d > election.DefaultRetryPeriod {
+				t.Fatalf("Campaign failed %v after the entry was lost, want within RetryPeriod %v", d, election.DefaultRetryPeriod)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("Campaign still waits a minute after its entry was lost")
+		}
+	})
+}
