@@ -340,8 +340,8 @@ func (c *core) current() *Term {
 func (c *core) grant(token uint64, deadline time.Time) *Term {
 	now := time.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed || c.want == 0 || c.term != nil || (!deadline.IsZero() && !now.Before(deadline)) {
+		c.mu.Unlock()
 		return nil
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -352,7 +352,8 @@ func (c *core) grant(token uint64, deadline time.Time) *Term {
 	c.term = t
 	c.setLeaderLocked(t.leader, now)
 	c.failLocked(nil)
-	c.log.Info("election: elected", "id", c.id, "token", token)
+	c.mu.Unlock()
+	c.log.Info("election: elected", "id", c.id, "token", token) // user code: not under c.mu
 	return t
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -278,4 +280,59 @@ func TestCampaignFailsWhenItsOwnEntryIsLost(t *testing.T) {
 			t.Fatal("Campaign still waits a minute after its entry was lost")
 		}
 	})
+}
+
+// reentrantHandler is a slog handler that calls back into the elector
+// it logs for, as a handler that enriches records with the current
+// leader would.
+type reentrantHandler struct {
+	el    atomic.Pointer[election.LeaseElector]
+	calls atomic.Int64
+}
+
+func (h *reentrantHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *reentrantHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *reentrantHandler) WithGroup(string) slog.Handler            { return h }
+func (h *reentrantHandler) Handle(context.Context, slog.Record) error {
+	if el := h.el.Load(); el != nil {
+		el.Leader()
+		_ = el.Observe().Close()
+		h.calls.Add(1)
+	}
+	return nil
+}
+
+// TestLoggerMayCallTheElector: the Logger is user code, so the elector
+// never calls it under its own locks; a handler that asks the elector
+// who leads must not deadlock it. It runs in real time because a
+// deadlock on a mutex would hang a synctest bubble rather than fail it.
+func TestLoggerMayCallTheElector(t *testing.T) {
+	h := &reentrantHandler{}
+	el, err := election.NewLease(election.NewMemoryStore(), election.LeaseConfig{ID: "a", Logger: slog.New(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.el.Store(el)
+	go el.Run(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		ctx := context.Background()
+		if _, err := el.Campaign(ctx); err != nil {
+			done <- err
+			return
+		}
+		done <- el.Resign(ctx)
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Campaign and Resign with a re-entrant Logger did not return in 10 s: the elector deadlocked")
+	}
+	el.Close()
+	if h.calls.Load() == 0 {
+		t.Fatal("the handler was never called")
+	}
 }
