@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventsource.Store) {
 		{"Wait", testWait},
 		{"SubscribeCatchUpThenLive", testSubscribe},
 		{"SubscribeFilteredResume", testSubscribeFiltered},
+		{"SlowSubscriberCatchesUp", testSlowSubscriber},
 		{"ConcurrentWritersOneStream", testRaceOneStream},
 		{"ConcurrentWritersRetry", testRaceRetry},
 		{"FollowerSeesEveryEventOnce", testFollower},
@@ -983,6 +984,55 @@ func testRaceRetry(t *testing.T, s eventsource.Store) {
 // testFollower has a subscriber follow the global log while writers append
 // single events, batches and multi-stream batches: it sees every event
 // exactly once, in position order, with nothing skipped.
+// testSlowSubscriber stops consuming a live subscription while a writer
+// appends far more events than any reasonable buffer holds: when the
+// subscriber resumes it must get every one of them, in order, as it would
+// from catch-up reading, and then follow live appends again; it must not be
+// disconnected or skip ahead.
+func testSlowSubscriber(t *testing.T, s eventsource.Store) {
+	const behind = 2000
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mustAppend(t, s, "slow-0", eventsource.Any, ev("t", "first"))
+	var got []uint64
+	live := make(chan struct{})
+	liveStarted := false
+	for e, err := range eventsource.Subscribe(ctx, s, 0, eventsource.Filter{}) {
+		if err != nil {
+			t.Fatalf("subscription after %d events: %v", len(got), err)
+		}
+		got = append(got, e.Position)
+		if len(got) == 1 {
+			// The subscriber is busy: the writer races ahead of it.
+			for i := range behind {
+				d := ev("t", strconv.Itoa(i))
+				if _, err := s.Append(ctx, "slow-"+strconv.Itoa(i%7), eventsource.Any, d); err != nil {
+					t.Fatalf("append %d: %v", i, err)
+				}
+			}
+		}
+		if e.Position >= 1+behind && !liveStarted {
+			// Caught up: the next event arrives live.
+			liveStarted = true
+			go func() {
+				defer close(live)
+				if _, err := s.Append(ctx, "slow-live", eventsource.Any, ev("t", "live")); err != nil {
+					t.Errorf("live append: %v", err)
+				}
+			}()
+		}
+		if e.Position >= behind+2 {
+			break
+		}
+	}
+	<-live
+	for i, p := range got {
+		if p != uint64(i+1) {
+			t.Fatalf("slow subscriber got position %d as its event %d; want 1..%d in order", p, i+1, behind+2)
+		}
+	}
+}
+
 func testFollower(t *testing.T, s eventsource.Store) {
 	const writers, each = 6, 60
 	ctx, cancel := context.WithCancel(context.Background())
