@@ -122,11 +122,14 @@ func (r *Registry) Codec() Codec { return r.codec }
 // (0 means 1), to the Go type T, which must be a non-pointer, non-interface
 // type. Decoded events of this type are values of T.
 //
-// It returns an error wrapping [ErrInvalidRegistry] when the name is empty
-// or already registered or T is already registered under another name, and
-// [ErrRegistrySealed] once the registry is in use.
+// It returns an error wrapping [ErrInvalidRegistry] when r is nil, the name
+// is empty or already registered or T is already registered under another
+// name, and [ErrRegistrySealed] once the registry is in use.
 func Register[T any](r *Registry, name string, version int) error {
 	t := reflect.TypeFor[T]()
+	if r == nil {
+		return fmt.Errorf("%w: register %q: nil registry", ErrInvalidRegistry, name)
+	}
 	if t.Kind() == reflect.Pointer || t.Kind() == reflect.Interface {
 		return fmt.Errorf("%w: register %q: Go type %s: use a non-pointer, non-interface type", ErrInvalidRegistry, name, t)
 	}

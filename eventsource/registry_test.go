@@ -160,6 +160,7 @@ func TestRegistryRegistrationErrors(t *testing.T) {
 		{"GoTypeTwice", eventsource.Register[Deposited](reg, "deposited.again", 1)},
 		{"PointerType", eventsource.Register[*Withdrawn](reg, "withdrawn", 1)},
 		{"InterfaceType", eventsource.Register[error](reg, "error", 1)},
+		{"NilRegistry", eventsource.Register[Withdrawn](nil, "withdrawn", 1)},
 		{"UpcasterNoFunc", reg.AddUpcaster(eventsource.Upcaster{FromType: "x", ToVersion: 2})},
 		{"UpcasterNoFromType", reg.AddUpcaster(eventsource.Upcaster{ToType: "x", ToVersion: 2, Func: noop})},
 		{"UpcasterToSelf", reg.AddUpcaster(eventsource.Upcaster{FromType: "x", FromVersion: 2, ToVersion: 2, Func: noop})},
