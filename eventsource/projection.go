@@ -206,10 +206,14 @@ func (m *MemoryProjection[S]) Checkpoint(context.Context) (uint64, error) {
 
 // Apply implements [Projection.Apply]. When apply fails on an event, the
 // events before it stay applied, the checkpoint is the last of them, and
-// the error names the failed event's position.
+// the error names the failed event's position. A projection made with a
+// nil apply function returns an error wrapping [ErrInvalidConfig].
 func (m *MemoryProjection[S]) Apply(ctx context.Context, events []Event, checkpoint uint64) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if m.apply == nil {
+		return fmt.Errorf("%w: memory projection has no apply function", ErrInvalidConfig)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

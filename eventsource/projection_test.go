@@ -232,6 +232,13 @@ func TestMemoryProjectionApplyErrorKeepsEarlierEvents(t *testing.T) {
 	require.ErrorIs(t, p.Apply(cctx, evs[3:], 4), context.Canceled)
 }
 
+func TestMemoryProjectionNilApplyIsAnError(t *testing.T) {
+	p := eventsource.NewMemoryProjection[int](0, nil)
+	err := p.Apply(context.Background(), []eventsource.Event{{Position: 1}}, 1)
+	require.ErrorIs(t, err, eventsource.ErrInvalidConfig)
+	p.Read(func(_ int, cp uint64) { assert.Zero(t, cp, "the checkpoint moved without applying") })
+}
+
 func TestRebuild(t *testing.T) {
 	ctx := context.Background()
 	s := eventsource.NewMemoryStore()
