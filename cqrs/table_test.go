@@ -46,6 +46,14 @@ func rowsOf[V any](t *cqrs.Table[V]) (map[string]V, uint64) {
 	return rows, at
 }
 
+func TestTableNilApplyIsAnError(t *testing.T) {
+	tb := cqrs.NewTable[string](nil)
+	err := tb.Apply(context.Background(), []eventsource.Event{opEvent(1, "put", "a", "1")}, 1)
+	require.ErrorIs(t, err, cqrs.ErrInvalidConfig)
+	_, cp := rowsOf(tb)
+	assert.Zero(t, cp, "the checkpoint moved without applying")
+}
+
 func TestTableApplyIsAllOrNothing(t *testing.T) {
 	ctx := context.Background()
 	tb := cqrs.NewTable(applyOps)
