@@ -25,6 +25,7 @@ type pauseGuard struct {
 	paused    time.Duration
 	pauses    uint64
 	logger    *slog.Logger
+	logs      *logQueue // the owner's, guarded by its lock: observe runs under it
 }
 
 // observe records activity at now and returns the detectors' time.
@@ -34,7 +35,7 @@ func (g *pauseGuard) observe(now time.Time) time.Time {
 			g.paused += p
 			g.pauses++
 			if g.logger != nil {
-				g.logger.Warn("heartbeat: local pause detected; not convicting peers for it", "pause", p)
+				g.logs.add(slog.LevelWarn, "heartbeat: local pause detected; not convicting peers for it", "pause", p)
 			}
 		}
 	}

@@ -42,3 +42,6 @@ func (c *Codec) Decode(b []byte) (string, uint64, error) {
 
 // Check runs one check of m (detectors, pings, views) at now.
 func Check(m *Monitor, now time.Time) { m.check(context.Background(), now) }
+
+// CheckNode runs one check of n's paths at now.
+func CheckNode(n *Node, now time.Time) { n.check(now) }

@@ -92,7 +92,8 @@ type MonitorConfig struct {
 	// [DefaultSubscriptionBuffer].
 	SubscriptionBuffer int
 	// Logger receives warnings (local pauses) and debug records (dropped
-	// packets). nil discards them.
+	// packets, transitions). nil discards them. Its handler is never
+	// called under the monitor's lock, so it may call the monitor.
 	Logger *slog.Logger
 }
 
@@ -201,6 +202,7 @@ type Monitor struct {
 	majority int
 
 	mu      sync.Mutex
+	logs    logQueue // records made under mu, written once it is released
 	peers   map[string]*peer
 	order   []*peer
 	members []member // quorum, in config order
@@ -387,6 +389,7 @@ func NewMonitor(tr Transport, cfg MonitorConfig) (*Monitor, error) {
 		guard:     pauseGuard{check: cfg.CheckInterval, threshold: cfg.PauseThreshold, last: now, logger: cfg.Logger},
 		nextRnd:   now,
 	}
+	m.guard.logs = &m.logs
 	for _, a := range cfg.Quorum {
 		m.members = append(m.members, member{addr: a})
 	}
@@ -628,11 +631,26 @@ func (m *Monitor) send(ctx context.Context, to string, b []byte) {
 // appended to buf.
 func (m *Monitor) handle(c *codec, buf []byte, p Packet, now time.Time) ([]byte, string) {
 	msg, err := c.decode(p.Data)
+	if err != nil && m.log != nil {
+		m.log.Debug("heartbeat: packet dropped", "monitor", m.cfg.ID, "from", p.From, "err", err)
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer m.unlock()
+	return m.handleLocked(c, buf, p, msg, err, now)
+}
+
+// unlock releases mu, then writes the log records made under it: the
+// Logger is user code, which must not run under mu.
+func (m *Monitor) unlock() {
+	logs := m.logs.take()
+	m.mu.Unlock()
+	logs.emit(m.log)
+}
+
+func (m *Monitor) handleLocked(c *codec, buf []byte, p Packet, msg *message, err error, now time.Time) ([]byte, string) {
 	m.stats.Received++
 	if err != nil {
-		m.countDecodeErr(err, p.From)
+		countDecodeErr(&m.stats, err)
 		return nil, ""
 	}
 	adj := m.guard.observe(now)
@@ -660,13 +678,6 @@ func (m *Monitor) handle(c *codec, buf []byte, p Packet, now time.Time) ([]byte,
 		m.stats.Unexpected++
 	}
 	return nil, ""
-}
-
-func (m *Monitor) countDecodeErr(err error, from string) {
-	countDecodeErr(&m.stats, err)
-	if m.log != nil {
-		m.log.Debug("heartbeat: packet dropped", "monitor", m.cfg.ID, "from", from, "err", err)
-	}
 }
 
 func (m *Monitor) mono(now time.Time) uint64 { return uint64(now.Sub(m.start)) }
@@ -762,7 +773,7 @@ func (m *Monitor) onView(msg *message, from string, now, adj time.Time) {
 		// Two monitors with one ID would count twice toward a majority.
 		m.stats.Unexpected++
 		if m.log != nil {
-			m.log.Warn("heartbeat: quorum view from a duplicate monitor ID; ignored", "monitor", m.cfg.ID, "from", from, "id", string(msg.id))
+			m.logs.add(slog.LevelWarn, "heartbeat: quorum view from a duplicate monitor ID; ignored", "monitor", m.cfg.ID, "from", from, "id", string(msg.id))
 		}
 		return
 	}
@@ -859,7 +870,7 @@ func (m *Monitor) publishLocked(p *peer, now, adj time.Time) {
 	p.state, p.since, p.agreed = st, now, agreed
 	p.trans = m.hub.publish(t)
 	if m.log != nil {
-		m.log.Debug("heartbeat: transition", "monitor", m.cfg.ID, "peer", p.id, "from", t.From, "to", t.To, "level", t.Level)
+		m.logs.add(slog.LevelDebug, "heartbeat: transition", "monitor", m.cfg.ID, "peer", p.id, "from", t.From, "to", t.To, "level", t.Level)
 	}
 }
 
@@ -924,7 +935,7 @@ func (m *Monitor) check(ctx context.Context, now time.Time) {
 		}
 	}
 	out := &m.out
-	m.mu.Unlock()
+	m.unlock()
 	for _, o := range out.msgs {
 		m.send(ctx, o.to, out.buf[o.start:o.end])
 	}
@@ -967,3 +978,32 @@ func (m *Monitor) viewsLocked(now, adj time.Time) {
 }
 
 const binaryMaxVarint = 10
+
+// logQueue holds log records made while a lock is held. The Logger's
+// handler is user code, which never runs under the package's locks: the
+// holder takes the queue before unlocking and emits it after.
+type logQueue []logRecord
+
+type logRecord struct {
+	level slog.Level
+	msg   string
+	args  []any
+}
+
+func (q *logQueue) add(level slog.Level, msg string, args ...any) {
+	*q = append(*q, logRecord{level, msg, args})
+}
+
+// take empties the queue and returns what it held.
+func (q *logQueue) take() logQueue {
+	r := *q
+	*q = nil
+	return r
+}
+
+// emit writes the records to l, which may be nil only if there are none.
+func (q logQueue) emit(l *slog.Logger) {
+	for _, r := range q {
+		l.Log(context.Background(), r.level, r.msg, r.args...)
+	}
+}

@@ -61,7 +61,9 @@ type NodeConfig struct {
 	// SubscriptionBuffer is each [Subscription]'s queue length. 0 means
 	// [DefaultSubscriptionBuffer].
 	SubscriptionBuffer int
-	// Logger receives warnings and debug records. nil discards them.
+	// Logger receives warnings and debug records. nil discards them. Its
+	// handler is never called under the node's lock, so it may call the
+	// node.
 	Logger *slog.Logger
 }
 
@@ -98,6 +100,7 @@ type Node struct {
 	inc   uint64
 
 	mu      sync.Mutex
+	logs    logQueue // records made under mu, written once it is released
 	seq     uint64
 	paths   []*path
 	sentTo  [256]sentRec // recent heartbeat seq -> path
@@ -188,6 +191,7 @@ func NewNode(tr Transport, cfg NodeConfig) (*Node, error) {
 		hub:   newHub(cfg.SubscriptionBuffer),
 		guard: pauseGuard{check: cfg.CheckInterval, threshold: cfg.PauseThreshold, last: now, logger: cfg.Logger},
 	}
+	n.guard.logs = &n.logs
 	for _, t := range cfg.Targets {
 		det, err := cfg.Detector.NewDetector(cfg.Interval)
 		if err != nil {
@@ -374,14 +378,14 @@ func (n *Node) send(ctx context.Context, to string, b []byte) {
 
 func (n *Node) handle(c *codec, buf []byte, p Packet, now time.Time) []byte {
 	msg, err := c.decode(p.Data)
+	if err != nil && n.log != nil {
+		n.log.Debug("heartbeat: packet dropped", "node", n.cfg.ID, "from", p.From, "err", err)
+	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	defer n.unlock()
 	n.stats.Received++
 	if err != nil {
 		countDecodeErr(&n.stats, err)
-		if n.log != nil {
-			n.log.Debug("heartbeat: packet dropped", "node", n.cfg.ID, "from", p.From, "err", err)
-		}
 		return nil
 	}
 	adj := n.guard.observe(now)
@@ -437,6 +441,14 @@ func countDecodeErr(s *Stats, err error) {
 	}
 }
 
+// unlock releases mu, then writes the log records made under it: the
+// Logger is user code, which must not run under mu.
+func (n *Node) unlock() {
+	logs := n.logs.take()
+	n.mu.Unlock()
+	logs.emit(n.log)
+}
+
 func (n *Node) publishLocked(p *path, to State, now time.Time) {
 	t := Transition{Peer: p.addr, Addr: p.addr, From: p.state, To: to, Incarnation: n.inc, At: now, Level: p.level}
 	p.state, p.since = to, now
@@ -446,7 +458,7 @@ func (n *Node) publishLocked(p *path, to State, now time.Time) {
 // check runs the path detectors.
 func (n *Node) check(now time.Time) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	defer n.unlock()
 	adj := n.guard.observe(now)
 	for _, p := range n.paths {
 		if p.state == Dead {
