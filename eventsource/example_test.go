@@ -69,6 +69,32 @@ func Example() {
 	// insufficient funds
 }
 
+// Snapshots spare a load most of the replay. When the state's shape
+// changes, raise SnapshotSchemaVersion: old snapshots are then discarded
+// and the stream replayed; a load never fails because of a snapshot.
+func ExampleRepository_snapshots() {
+	ctx := context.Background()
+	store, snaps := eventsource.NewMemoryStore(), eventsource.NewMemorySnapshotStore()
+	cfg := eventsource.RepositoryConfig[*Wallet]{Type: "wallet", Snapshots: snaps, SnapshotEvery: 3}
+	wallets, _ := eventsource.NewRepository(store, walletRegistry(), cfg)
+	for range 4 {
+		_, _ = wallets.Execute(ctx, "7", func(*Wallet) ([]any, error) { return []any{Credited{Amount: 10}}, nil })
+	}
+	snap, _ := snaps.LoadSnapshot(ctx, "wallet-7")
+	fmt.Println("snapshot at version", snap.Version, "schema", snap.SchemaVersion)
+
+	cfg.SnapshotSchemaVersion = 2 // the new code's state
+	wallets, _ = eventsource.NewRepository(store, walletRegistry(), cfg)
+	w, v, err := wallets.Load(ctx, "7")
+	fmt.Println("balance", w.Balance, "version", v, err)
+	snap, _ = snaps.LoadSnapshot(ctx, "wallet-7")
+	fmt.Println("snapshot at version", snap.Version, "schema", snap.SchemaVersion)
+	// Output:
+	// snapshot at version 3 schema 1
+	// balance 40 version 4 <nil>
+	// snapshot at version 4 schema 2
+}
+
 // Appends state what they expect of the stream; a writer that lost a race
 // gets a ConcurrencyError and should reload and decide again.
 func ExampleConcurrencyError() {
