@@ -20,6 +20,14 @@ const (
 
 // BullyConfig configures a [BullyElector]. Zero fields take the
 // documented defaults; ID and Peers are required.
+//
+// Timing. After the leader crashes, the next greatest live node leads
+// once its [heartbeat.Monitor] declares the leader Dead (the detector's
+// suspicion time plus DeadAfter) and AnswerTimeout has passed without an
+// answer from a greater node; each greater node that answers and then
+// fails adds CoordinatorTimeout and another round. A term has no
+// deadline, so clock rates do not matter and no skew bound applies:
+// Bully's safety rests on the [Fence] alone.
 type BullyConfig struct {
 	// ID names this node; it must also be its heartbeat ID. Among the
 	// live candidates the one with the greatest ID (in byte order) leads.
@@ -111,6 +119,9 @@ func NewBully(tr heartbeat.Transport, mon *heartbeat.Monitor, cfg BullyConfig) (
 	}
 	if err := checkID("ID", cfg.ID); err != nil {
 		return nil, err
+	}
+	if len(cfg.Peers) == 0 {
+		return nil, configErr("Peers", "empty (Bully needs other members)")
 	}
 	if len(cfg.Peers) > 65534 {
 		return nil, configErr("Peers", "%d peers, at most 65534", len(cfg.Peers))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/election"
+	"github.com/distkit/distkit/heartbeat"
 	"github.com/distkit/distkit/internal/simnet"
 	"github.com/distkit/distkit/internal/simtransport"
 )
@@ -334,5 +335,50 @@ func TestLoggerMayCallTheElector(t *testing.T) {
 	el.Close()
 	if h.calls.Load() == 0 {
 		t.Fatal("the handler was never called")
+	}
+}
+
+func TestBullyConfigValidation(t *testing.T) {
+	net, err := simnet.New(simnet.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	tr, err := simtransport.Listen(net, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, err := simtransport.Listen(net, "a/mon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon, err := heartbeat.NewMonitor(mt, heartbeat.MonitorConfig{ID: "a/mon", Peers: []heartbeat.Peer{{ID: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	peers := []election.Peer{{ID: "b", Addr: "b"}}
+	for name, cfg := range map[string]election.BullyConfig{
+		"no ID":             {Peers: peers},
+		"no peers":          {ID: "a"},
+		"self as peer":      {ID: "a", Peers: []election.Peer{{ID: "a", Addr: "a"}}},
+		"dup peer":          {ID: "a", Peers: []election.Peer{{ID: "b", Addr: "x"}, {ID: "b", Addr: "y"}}},
+		"no addr":           {ID: "a", Peers: []election.Peer{{ID: "b"}}},
+		"negative answer":   {ID: "a", Peers: peers, AnswerTimeout: -1},
+		"negative announce": {ID: "a", Peers: peers, AnnounceInterval: -1},
+		"negative buffer":   {ID: "a", Peers: peers, ObserveBuffer: -1},
+	} {
+		if _, err := election.NewBully(tr, mon, cfg); !errors.Is(err, election.ErrInvalidConfig) {
+			t.Errorf("%s: NewBully = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	if _, err := election.NewBully(nil, mon, election.BullyConfig{ID: "a", Peers: peers}); !errors.Is(err, election.ErrInvalidConfig) {
+		t.Errorf("nil transport: %v, want ErrInvalidConfig", err)
+	}
+	if _, err := election.NewBully(tr, nil, election.BullyConfig{ID: "a", Peers: peers}); !errors.Is(err, election.ErrInvalidConfig) {
+		t.Errorf("nil monitor: %v, want ErrInvalidConfig", err)
+	}
+	if _, err := election.NewBully(tr, mon, election.BullyConfig{ID: "a", Peers: peers}); err != nil {
+		t.Errorf("a valid config: %v", err)
 	}
 }
