@@ -312,7 +312,8 @@ func matchAny(patterns []string, topic string) bool {
 
 // Run marks active instances that have had no event for the stall
 // timeout as stalled, calling OnStall for each, until ctx ends; then it
-// returns nil.
+// returns an error wrapping ctx.Err(). Run blocks; the caller picks the
+// goroutine.
 func (p *ProcessManager) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -334,7 +335,7 @@ func (p *ProcessManager) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return fmt.Errorf("saga: process manager: %w", ctx.Err())
 		case <-wait:
 		case <-p.wake:
 			timer.Stop()

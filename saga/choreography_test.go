@@ -189,7 +189,8 @@ func TestProcessManagerTimesOutStalledSagas(t *testing.T) {
 		}
 		ch = startChoreography(t, ctx, onStall, func(id string) bool { return id == "silent" })
 		var wg sync.WaitGroup
-		wg.Go(func() { _ = ch.pm.Run(ctx) })
+		var runErr error
+		wg.Go(func() { runErr = ch.pm.Run(ctx) })
 		if err := saga.Publish(ctx, ch.broker, "trip.requested", "silent", nil); err != nil {
 			t.Fatal(err)
 		}
@@ -218,6 +219,9 @@ func TestProcessManagerTimesOutStalledSagas(t *testing.T) {
 		}
 		cancel()
 		wg.Wait()
+		if !errors.Is(runErr, context.Canceled) {
+			t.Errorf("Run returned %v after cancellation, want context.Canceled", runErr)
+		}
 	})
 }
 
