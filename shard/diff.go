@@ -38,6 +38,9 @@ func (mv Move) Contains(key string) bool {
 // String summarises the move for logs: the shards, the number of ranges
 // and the first range.
 func (mv Move) String() string {
+	if len(mv.Ranges) == 0 {
+		return fmt.Sprintf("%s -> %s: no ranges", mv.From, mv.To)
+	}
 	return fmt.Sprintf("%s -> %s: %d range(s) from %v", mv.From, mv.To, len(mv.Ranges), mv.Ranges[0])
 }
 

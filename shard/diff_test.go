@@ -151,3 +151,9 @@ func FuzzDiffRangeMaps(f *testing.F) {
 		checkDiff(t, old, new, ks)
 	})
 }
+
+// TestMoveStringWithoutRanges: a Move made by hand with no ranges prints,
+// rather than panicking on the missing first range.
+func TestMoveStringWithoutRanges(t *testing.T) {
+	assert.Equal(t, "a -> b: no ranges", shard.Move{From: "a", To: "b"}.String())
+}
